@@ -1,0 +1,10 @@
+"""Public op wrappers: validate the arguments, then run the compiled kernel where the input's
+device has one, and the pure-PyTorch reference (:mod:`xaifast.reference`) otherwise.
+
+Fake (meta) kernels and autograd formulas for the compiled ops are registered here, only when
+the extension loaded.
+"""
+
+from .blur import gaussian_kernel, imsmooth, separable_blur
+
+__all__ = ["gaussian_kernel", "imsmooth", "separable_blur"]

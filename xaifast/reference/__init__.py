@@ -1,0 +1,10 @@
+"""Pure-PyTorch references: one differentiable function per compiled op, same signature.
+
+Each function here is the specification of its op: the kernels are tested against it, and the
+public wrappers in :mod:`xaifast.ops` fall back to it on devices without a kernel or when
+``XAIFAST_DISABLE_EXT=1``.
+"""
+
+from .blur import separable_blur
+
+__all__ = ["separable_blur"]
