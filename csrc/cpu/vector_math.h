@@ -1,0 +1,38 @@
+// Contiguous float/double loops the CPU kernels spend their time in.
+//
+// The extension is built for baseline x86-64 (SSE2) so one binary runs everywhere; on GCC/Linux
+// these loops are cloned for AVX-512 and AVX2+FMA and the best clone is picked when the
+// library loads (ifunc), which is where most of the speed comes from.
+#pragma once
+
+#include <cstdint>
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define XAI_MULTIVERSION __attribute__((target_clones("arch=skylake-avx512", "arch=haswell", "default")))
+#else
+#define XAI_MULTIVERSION
+#endif
+
+namespace xaifast {
+namespace cpu {
+
+// y[i] = sum_t w[t] * rows[t][i], i in [0, n): a weighted sum of `count` rows of length n.
+void weighted_rows(int64_t n, int64_t count, const float* __restrict__ w, const float* const* rows,
+                   float* __restrict__ y);
+void weighted_rows(int64_t n, int64_t count, const double* __restrict__ w, const double* const* rows,
+                   double* __restrict__ y);
+
+// y[i] = sum_k f[k] * x[i + k], i in [0, n): a "valid" correlation of x (n + K - 1 values) with f.
+void correlate_valid(int64_t n, int64_t K, const float* __restrict__ f, const float* __restrict__ x,
+                     float* __restrict__ y);
+void correlate_valid(int64_t n, int64_t K, const double* __restrict__ f, const double* __restrict__ x,
+                     double* __restrict__ y);
+
+// y[i + k] += f[k] * x[i], i in [0, n), k in [0, K): the adjoint of correlate_valid.
+void correlate_valid_adjoint(int64_t n, int64_t K, const float* __restrict__ f, const float* __restrict__ x,
+                             float* __restrict__ y);
+void correlate_valid_adjoint(int64_t n, int64_t K, const double* __restrict__ f, const double* __restrict__ x,
+                             double* __restrict__ y);
+
+}  // namespace cpu
+}  // namespace xaifast

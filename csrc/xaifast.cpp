@@ -1,0 +1,75 @@
+// Every op schema of xaifast, in one TORCH_LIBRARY, and the _C Python module itself: a small
+// pybind11 module with build facts. Importing xaifast._C runs the registrations; the ops are
+// reached through the dispatcher (torch.ops.xaifast.<op>), never through pybind11.
+#include <torch/library.h>
+#include <torch/extension.h>
+
+#include <string>
+#include <vector>
+
+TORCH_LIBRARY(xaifast, m) {
+  // Blur every channel with a 1-D kernel along H, then W (TorchRay's imsmooth engine).
+  // weight: (2R + 1) taps in the input's dtype; the input is padded by R + padding.
+  m.def("separable_blur(Tensor input, Tensor weight, int stride, int padding, str padding_mode, "
+        "float padding_value) -> Tensor");
+  m.def("_separable_blur_backward(Tensor grad, Tensor weight, SymInt[] input_size, int stride, int padding, "
+        "str padding_mode) -> Tensor");
+}
+
+namespace {
+
+bool cuda_built() {
+#ifdef WITH_CUDA
+  return true;
+#else
+  return false;
+#endif
+}
+
+bool openmp() {
+#ifdef _OPENMP
+  return true;
+#else
+  return false;
+#endif
+}
+
+// Instruction sets this translation unit was compiled for; hot loops also carry
+// target_clones for AVX2/AVX-512, chosen at load time (see csrc/cpu/vector_math.h).
+std::vector<std::string> simd() {
+  std::vector<std::string> flags;
+#ifdef __SSE2__
+  flags.push_back("sse2");
+#endif
+#ifdef __AVX2__
+  flags.push_back("avx2");
+#endif
+#ifdef __AVX512F__
+  flags.push_back("avx512f");
+#endif
+#if defined(__GNUC__) && defined(__x86_64__) && defined(__linux__)
+  flags.push_back("target_clones(avx512f,avx2+fma)");
+#endif
+  return flags;
+}
+
+std::string compiler() {
+#if defined(__clang__)
+  return std::string("clang ") + __clang_version__;
+#elif defined(__GNUC__)
+  return "gcc " + std::to_string(__GNUC__) + "." + std::to_string(__GNUC_MINOR__) + "." +
+         std::to_string(__GNUC_PATCHLEVEL__);
+#else
+  return "unknown";
+#endif
+}
+
+}  // namespace
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.doc() = "xaifast compiled kernels (ops live under torch.ops.xaifast) and build facts";
+  m.def("cuda_built", &cuda_built, "whether the CUDA kernels were compiled in");
+  m.def("openmp", &openmp, "whether the CPU kernels were compiled with OpenMP");
+  m.def("simd", &simd, "instruction sets the CPU kernels were compiled for");
+  m.def("compiler", &compiler, "the C++ compiler that built the extension");
+}
