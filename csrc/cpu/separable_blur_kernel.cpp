@@ -15,6 +15,7 @@
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "cpu/vector_math.h"
@@ -83,14 +84,20 @@ void blur_backward(const T* grad, const T* taps, const BlurGeometry& g, T* grad_
   const int64_t Ho = g.out_height, Wo = g.out_width;
   std::vector<T> columns(g.planes * Ho * W);  // stage A: grad of the vertical pass's output
 
+  // With stride 1 the horizontal adjoint is a correlation of the zero-extended grad row with the
+  // reversed taps, which runs through the same blocked loop as the forward pass.
+  std::vector<T> reversed(taps, taps + K);
+  std::reverse(reversed.begin(), reversed.end());
+
   at::parallel_for(0, g.planes * Ho, grain_for(K * (W + Wo)), [&](int64_t begin, int64_t end) {
-    std::vector<T> padded(W + 2 * P);
+    std::vector<T> padded(W + 2 * P), extended(s == 1 ? Wo + 2 * (K - 1) : 0);
     for (int64_t index = begin; index < end; ++index) {
       const T* grad_row = grad + index * Wo;
-      std::fill(padded.begin(), padded.end(), T(0));
       if (s == 1) {
-        cpu::correlate_valid_adjoint(Wo, K, taps, grad_row, padded.data());
+        std::copy(grad_row, grad_row + Wo, extended.begin() + (K - 1));
+        cpu::correlate_valid(W + 2 * P, K, reversed.data(), extended.data(), padded.data());
       } else {
+        std::fill(padded.begin(), padded.end(), T(0));
         for (int64_t xo = 0; xo < Wo; ++xo)
           for (int64_t k = 0; k < K; ++k) padded[xo * s + k] += taps[k] * grad_row[xo];
       }

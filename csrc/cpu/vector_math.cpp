@@ -4,11 +4,6 @@ namespace xaifast {
 namespace cpu {
 namespace {
 
-template <typename T>
-inline void axpy_impl(int64_t n, T a, const T* __restrict__ x, T* __restrict__ y) {
-  for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
-}
-
 // Blocks of outputs are kept in a small accumulator so each tap streams over them once while
 // they stay in registers/L1; the order of the sum over k is the same for every output.
 template <typename T>
@@ -45,12 +40,6 @@ inline void weighted_rows_impl(int64_t n, int64_t count, const T* __restrict__ w
   }
 }
 
-template <typename T>
-inline void correlate_valid_adjoint_impl(int64_t n, int64_t K, const T* __restrict__ f, const T* __restrict__ x,
-                                         T* __restrict__ y) {
-  for (int64_t k = 0; k < K; ++k) axpy_impl(n, f[k], x, y + k);
-}
-
 }  // namespace
 
 XAI_MULTIVERSION void weighted_rows(int64_t n, int64_t count, const float* __restrict__ w,
@@ -69,14 +58,5 @@ XAI_MULTIVERSION void correlate_valid(int64_t n, int64_t K, const double* __rest
                                       const double* __restrict__ x, double* __restrict__ y) {
   correlate_valid_impl(n, K, f, x, y);
 }
-XAI_MULTIVERSION void correlate_valid_adjoint(int64_t n, int64_t K, const float* __restrict__ f,
-                                              const float* __restrict__ x, float* __restrict__ y) {
-  correlate_valid_adjoint_impl(n, K, f, x, y);
-}
-XAI_MULTIVERSION void correlate_valid_adjoint(int64_t n, int64_t K, const double* __restrict__ f,
-                                              const double* __restrict__ x, double* __restrict__ y) {
-  correlate_valid_adjoint_impl(n, K, f, x, y);
-}
-
 }  // namespace cpu
 }  // namespace xaifast

@@ -28,11 +28,5 @@ void correlate_valid(int64_t n, int64_t K, const float* __restrict__ f, const fl
 void correlate_valid(int64_t n, int64_t K, const double* __restrict__ f, const double* __restrict__ x,
                      double* __restrict__ y);
 
-// y[i + k] += f[k] * x[i], i in [0, n), k in [0, K): the adjoint of correlate_valid.
-void correlate_valid_adjoint(int64_t n, int64_t K, const float* __restrict__ f, const float* __restrict__ x,
-                             float* __restrict__ y);
-void correlate_valid_adjoint(int64_t n, int64_t K, const double* __restrict__ f, const double* __restrict__ x,
-                             double* __restrict__ y);
-
 }  // namespace cpu
 }  // namespace xaifast
