@@ -1,0 +1,38 @@
+"""Turn a pytest-benchmark JSON file into the Markdown table of BENCHMARKS.md.
+
+Usage: python benchmarks/report.py bench.json [--baseline reference|torchray]
+For each group, every implementation's median (ms) and its speed-up over the baseline
+(the baseline's median divided by its own), all from the one run in the file.
+"""
+
+import argparse
+import json
+from collections import defaultdict
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("json_file")
+    parser.add_argument("--baseline", default="reference", help="impl the ratios are taken against")
+    args = parser.parse_args(argv)
+    with open(args.json_file) as handle:
+        data = json.load(handle)
+    groups = defaultdict(dict)
+    info = {}
+    for bench in data["benchmarks"]:
+        impl = bench["params"].get("impl", bench["name"])
+        groups[bench["group"]][impl] = bench["stats"]
+        info = bench.get("extra_info", info)
+    print(f"threads: {info.get('threads')}, torch {info.get('torch')}, CPU: {info.get('cpu')}\n")
+    print("| case | impl | median (ms) | IQR (ms) | speed-up vs " + args.baseline + " |")
+    print("|---|---|---:|---:|---:|")
+    for group in sorted(groups):
+        stats = groups[group]
+        base = stats.get(args.baseline, {}).get("median")
+        for impl, s in sorted(stats.items(), key=lambda kv: kv[1]["median"]):
+            ratio = f"{base / s['median']:.1f}x" if base else "-"
+            print(f"| {group} | {impl} | {s['median'] * 1e3:.2f} | {s['iqr'] * 1e3:.2f} | {ratio} |")
+
+
+if __name__ == "__main__":
+    main()
