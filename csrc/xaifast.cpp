@@ -14,6 +14,12 @@ TORCH_LIBRARY(xaifast, m) {
         "float padding_value) -> Tensor");
   m.def("_separable_blur_backward(Tensor grad, Tensor weight, SymInt[] input_size, int stride, int padding, "
         "str padding_mode) -> Tensor");
+
+  // RISE masks computed pixel by pixel from their low-resolution grids (n, gh, gw) and integer
+  // shifts (n, 2) = (dy, dx): (n, 1, H, W), or the masked images (n, C, H, W) when `input`
+  // (C, H, W) is given. Backward: the gradient with respect to the grids of a (n, 1, H, W) grad.
+  m.def("rise_masks(Tensor grid, Tensor shifts, SymInt height, SymInt width, Tensor? input) -> Tensor");
+  m.def("_rise_masks_backward(Tensor grad_masks, Tensor grid, Tensor shifts) -> Tensor");
 }
 
 namespace {
