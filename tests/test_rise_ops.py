@@ -38,14 +38,15 @@ def test_kernel_matches_reference(device, dtype, geometry, with_input, contiguou
     out = torch.ops.xaifast.rise_masks(a_grid, shifts, height, width, a_img if with_input else None)
     expected = reference.rise_masks(b_grid, shifts, height, width, b_img if with_input else None)
     torch.testing.assert_close(out, expected, **tolerance(dtype))
-    grad = torch.randn_like(expected)
+    grad = torch.randn(expected.shape, generator=torch.Generator().manual_seed(1), dtype=dtype).to(device)
     out.backward(grad)
     expected.backward(grad)
     # A grid cell's gradient sums ~(H / gh) x (W / gw) pixels: float32 summation order shows.
     grid_tolerance = tolerance(dtype) if dtype == torch.float64 else dict(rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(a_grid.grad, b_grid.grad, **grid_tolerance)
-    if with_input:
-        torch.testing.assert_close(a_img.grad, b_img.grad, **tolerance(dtype))
+    if with_input:  # sums of n products: allow float32 rounding of small sums
+        torch.testing.assert_close(a_img.grad, b_img.grad, **(grid_tolerance if dtype == torch.float32 else
+                                                              tolerance(dtype)))
 
 
 def test_reference_equals_torchray_crop_loop():

@@ -75,3 +75,37 @@ def rise_accumulate(scores, grid, shifts, height, width):
     """
     masks = rise_masks(grid, shifts, height, width)
     return (scores.transpose(0, 1) @ masks.reshape(masks.shape[0], -1)).reshape(-1, height, width)
+
+
+def rise(model, input, seed=0, num_masks=8000, num_cells=7, batch_size=32, p=0.5):
+    """TorchRay's RISE algorithm, step for step: the reference path of :func:`xaifast.attribution.rise.rise`.
+
+    Per chunk of ``batch_size`` masks: draw the grids (``torch.rand < p``) on the input's device
+    and the row, then column shifts on the CPU, from generators seeded with ``seed`` (TorchRay's
+    global-generator draws, in the same order); upsample and crop the masks; for each image, score
+    the masked batch with ``sigmoid(model(.))`` and add the dense product ``scores.T @ masks`` to the
+    saliency. Returns ``(N, C, H, W) / num_masks``. Slow by design: it is the oracle and the
+    baseline of the benchmarks.
+    """
+    num_images, _, height, width = input.shape
+    device = input.device
+    cell_h, cell_w = math.ceil(height / num_cells), math.ceil(width / num_cells)
+    grid_generator = torch.Generator(device=device).manual_seed(seed)
+    shift_generator = grid_generator if device.type == "cpu" else torch.Generator().manual_seed(seed)
+    saliency = None
+    with torch.no_grad():
+        for chunk in range((num_masks + batch_size - 1) // batch_size):
+            size = min(num_masks - batch_size * chunk, batch_size)
+            grid = (torch.rand(size, 1, num_cells, num_cells, device=device, generator=grid_generator) < p).float()
+            shift_y = torch.randint(0, cell_h, (size,), generator=shift_generator)
+            shift_x = torch.randint(0, cell_w, (size,), generator=shift_generator)
+            masks = rise_masks(grid[:, 0], torch.stack([shift_y, shift_x], 1), height, width)
+            for image in range(num_images):
+                scores = torch.sigmoid(model(input[image:image + 1] * masks))
+                if scores.dim() == 4:
+                    scores = scores[:, :, 0, 0]
+                if saliency is None:
+                    saliency = torch.zeros(num_images, scores.shape[1], height, width, device=device)
+                partial = (scores.T @ masks.reshape(size, height * width)).reshape(-1, height, width)
+                saliency[image] = saliency[image] + partial
+    return saliency / num_masks
