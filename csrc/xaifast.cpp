@@ -20,6 +20,10 @@ TORCH_LIBRARY(xaifast, m) {
   // (C, H, W) is given. Backward: the gradient with respect to the grids of a (n, 1, H, W) grad.
   m.def("rise_masks(Tensor grid, Tensor shifts, SymInt height, SymInt width, Tensor? input) -> Tensor");
   m.def("_rise_masks_backward(Tensor grad_masks, Tensor grid, Tensor shifts) -> Tensor");
+  // The last step of the low-rank RISE accumulation: partial (cell_h, C, gh, W) holds, per row
+  // shift dy, the per-class sums of column-interpolated grids; returns (C, H, W) =
+  // sum_dy A_dy @ partial[dy, c] with A_dy the bilinear row weights at that shift.
+  m.def("rise_upsample(Tensor partial, SymInt height) -> Tensor");
 }
 
 namespace {

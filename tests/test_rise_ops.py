@@ -144,3 +144,39 @@ def test_bad_input(call, error, match):
     grid, shifts, _ = _sample(4, 32, 32, 4, 4, torch.float32, "cpu")
     with pytest.raises(error, match=match):
         call(grid, shifts)
+
+
+@requires_ext
+@pytest.mark.parametrize("geometry", [(224, 7, 224), (37, 5, 29), (10, 1, 10), (50, 8, 64), (13, 9, 5), (224, 3, 20)],
+                         ids=lambda g: "x".join(map(str, g)))
+def test_upsample_kernel_matches_reference(dtype, geometry):
+    height, gh, width = geometry
+    cell = math.ceil(height / gh)
+    partial = torch.rand(cell, 4, gh, width, dtype=dtype, generator=torch.Generator().manual_seed(2))
+    a, b = partial.clone().requires_grad_(), partial.clone().requires_grad_()
+    out = torch.ops.xaifast.rise_upsample(a, height)
+    expected = reference.rise_upsample(b, height)
+    torch.testing.assert_close(out, expected, **(tolerance(dtype) if dtype == torch.float64 else
+                                                 dict(rtol=1e-5, atol=1e-5)))
+    grad = torch.rand(expected.shape, dtype=dtype, generator=torch.Generator().manual_seed(3))
+    out.backward(grad)
+    expected.backward(grad)
+    torch.testing.assert_close(a.grad, b.grad, **tolerance(dtype))
+
+
+@requires_ext
+def test_upsample_gradcheck_opcheck_compile():
+    partial = torch.rand(4, 3, 5, 6, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda p: torch.ops.xaifast.rise_upsample(p, 17), (partial,))
+    torch.library.opcheck(torch.ops.xaifast.rise_upsample, (torch.rand(4, 3, 5, 6, requires_grad=True), 17))
+    torch._dynamo.reset()
+    compiled = torch.compile(lambda p: torch.ops.xaifast.rise_upsample(p, 17) + 1, fullgraph=True, backend="aot_eager")
+    torch.testing.assert_close(compiled(partial.detach()), reference.rise_upsample(partial.detach(), 17) + 1)
+
+
+def test_upsample_bad_input():
+    from xaifast.ops import rise_upsample
+    with pytest.raises(ValueError, match="partial must be a 4-D"):
+        rise_upsample(torch.rand(4, 5, 6), 17)
+    with pytest.raises(ValueError, match="partial must hold ceil"):
+        rise_upsample(torch.rand(3, 2, 5, 6), 17)

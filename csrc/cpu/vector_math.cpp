@@ -40,8 +40,25 @@ inline void weighted_rows_impl(int64_t n, int64_t count, const T* __restrict__ w
   }
 }
 
+template <typename T>
+inline void running_sums_impl(int64_t n, const T* __restrict__ prev0, const T* __restrict__ prev1,
+                              const T* __restrict__ x, T weight, T* __restrict__ sum0, T* __restrict__ sum1) {
+  for (int64_t i = 0; i < n; ++i) {
+    sum0[i] = prev0[i] + x[i];
+    sum1[i] = prev1[i] + weight * x[i];
+  }
+}
+
 }  // namespace
 
+XAI_MULTIVERSION void running_sums(int64_t n, const float* prev0, const float* prev1, const float* __restrict__ x,
+                                   float weight, float* sum0, float* sum1) {
+  running_sums_impl(n, prev0, prev1, x, weight, sum0, sum1);
+}
+XAI_MULTIVERSION void running_sums(int64_t n, const double* prev0, const double* prev1, const double* __restrict__ x,
+                                   double weight, double* sum0, double* sum1) {
+  running_sums_impl(n, prev0, prev1, x, weight, sum0, sum1);
+}
 XAI_MULTIVERSION void weighted_rows(int64_t n, int64_t count, const float* __restrict__ w,
                                     const float* const* rows, float* __restrict__ y) {
   weighted_rows_impl(n, count, w, rows, y);

@@ -22,6 +22,12 @@ void weighted_rows(int64_t n, int64_t count, const float* __restrict__ w, const 
 void weighted_rows(int64_t n, int64_t count, const double* __restrict__ w, const double* const* rows,
                    double* __restrict__ y);
 
+// One step of two running sums: sum0[i] = prev0[i] + x[i], sum1[i] = prev1[i] + weight * x[i].
+void running_sums(int64_t n, const float* prev0, const float* prev1, const float* __restrict__ x, float weight,
+                  float* sum0, float* sum1);
+void running_sums(int64_t n, const double* prev0, const double* prev1, const double* __restrict__ x, double weight,
+                  double* sum0, double* sum1);
+
 // y[i] = sum_k f[k] * x[i + k], i in [0, n): a "valid" correlation of x (n + K - 1 values) with f.
 void correlate_valid(int64_t n, int64_t K, const float* __restrict__ f, const float* __restrict__ x,
                      float* __restrict__ y);

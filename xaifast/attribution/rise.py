@@ -129,7 +129,7 @@ def _rise(model, input, classes, seed, num_masks, num_cells, filter_masks, batch
                     if accumulator is None and dense is None and image == 0:  # first scores: now C is known
                         classes = _check_classes(classes, num_images, scores.shape[1])
                     scores = scores[:, classes[image]:classes[image] + 1]
-                chunk_scores.append(scores.to(dtype))
+                chunk_scores.append(scores.to(dtype) / num_masks)  # normalised here: no pass over the result
             scores = torch.stack(chunk_scores)  # (N, b, C)
             if filter_masks is None:
                 if accumulator is None:
@@ -143,7 +143,6 @@ def _rise(model, input, classes, seed, num_masks, num_cells, filter_masks, batch
                 for image in range(num_images):
                     dense[image].addmm_(scores[image].T, flat)  # in place: no per-chunk allocation
         saliency = accumulator.result() if dense is None else dense.reshape(num_images, -1, height, width)
-        saliency /= num_masks
         return resize_saliency(input, saliency, resize, resize_mode)
 
 

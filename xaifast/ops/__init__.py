@@ -6,6 +6,6 @@ the extension loaded.
 """
 
 from .blur import gaussian_kernel, imsmooth, separable_blur
-from .rise import LowRankAccumulator, axis_weights, rise_accumulate, rise_masks
+from .rise import LowRankAccumulator, axis_weights, rise_accumulate, rise_masks, rise_upsample
 
-__all__ = ["LowRankAccumulator", "axis_weights", "gaussian_kernel", "imsmooth", "rise_accumulate", "rise_masks", "separable_blur"]
+__all__ = ["LowRankAccumulator", "axis_weights", "gaussian_kernel", "imsmooth", "rise_accumulate", "rise_masks", "rise_upsample", "separable_blur"]

@@ -10,7 +10,7 @@ import torch
 
 from .. import reference
 from .._extension import HAS_EXT, has_kernel
-from ..reference.rise import rise_geometry
+from ..reference.rise import axis_weights, rise_geometry
 from ._checks import check_int, check_tensor
 
 
@@ -70,37 +70,33 @@ def rise_masks(grid, shifts, height, width, input=None):
     return reference.rise_masks(grid, shifts, height, width, input)
 
 
-def axis_weights(cells, size, dtype=torch.float32, device=None):
-    """Bilinear weights of one RISE axis: row ``t`` weighs the grid cells read at ``shift + pixel = t``.
+def rise_upsample(partial, height):
+    """``out[c] = sum_dy A_dy @ partial[dy, c]``: the last step of the low-rank RISE sum.
+
+    On the CPU a compiled kernel exploits that, within a bilinear segment, the row weights are
+    affine in the shift: prefix and suffix sums over the shifts leave 8 rows of work per output
+    row instead of ``2 * cell_h``. Elsewhere, the reference's dense product.
 
     Args:
-        cells (int): grid cells along the axis.
-        size (int): mask pixels along the axis.
+        partial (Tensor): ``(cell_h, C, gh, W)``, ``cell_h = ceil(H / gh)``.
+        height (int): ``H``.
 
     Returns:
-        Tensor: ``(size + cell, cells)``; the mask of grid ``G`` at shifts ``(dy, dx)`` is
-        ``rows[dy:dy + H] @ G @ cols[dx:dx + W].T``.
+        Tensor: ``(C, H, W)``. Differentiable with respect to ``partial``.
+
+    Example:
+        >>> rise_upsample(torch.rand(32, 10, 7, 224), 224).shape
+        torch.Size([10, 224, 224])
     """
-    cell, cell_up = rise_geometry(cells, size)
-    in_len = cells + 2
-    positions = torch.arange(cell_up, cell_up + size + cell, dtype=dtype, device=device)
-    scale = torch.tensor(in_len, dtype=dtype) / torch.tensor(cell_up * in_len, dtype=dtype)
-    src = (scale.to(device) * (positions + 0.5) - 0.5).clamp(min=0)
-    p0 = src.floor().long().clamp(max=in_len - 1)
-    lam = (src - p0.to(dtype)).clamp(0, 1)
-    p1 = p0 + (p0 < in_len - 1).long()
-
-    def unpad(p):
-        if cells == 1:
-            return torch.zeros_like(p)
-        i = p - 1
-        return torch.where(i < 0, -i, torch.where(i >= cells, 2 * (cells - 1) - i, i))
-
-    weights = torch.zeros(size + cell, cells, dtype=dtype, device=device)
-    rows = torch.arange(size + cell, device=device)
-    weights.index_put_((rows, unpad(p0)), 1 - lam, accumulate=True)
-    weights.index_put_((rows, unpad(p1)), lam, accumulate=True)
-    return weights
+    check_tensor("partial", partial, ndim=4)
+    height = check_int("height", height, minimum=partial.shape[2])
+    if partial.shape[0] != rise_geometry(partial.shape[2], height)[0]:
+        raise ValueError(f"partial must hold ceil(height / gh) = {rise_geometry(partial.shape[2], height)[0]} "
+                         f"row shifts, got {partial.shape[0]}")
+    if HAS_EXT and has_kernel(partial.device) and partial.device.type == "cpu" and \
+            partial.dtype in (torch.float32, torch.float64):
+        return torch.ops.xaifast.rise_upsample(partial, height)
+    return reference.rise_upsample(partial, height)
 
 
 class LowRankAccumulator:
@@ -132,7 +128,11 @@ class LowRankAccumulator:
         self.cell_h = rise_geometry(self.gh, self.height)[0]
         self.rows = axis_weights(self.gh, self.height, dtype, device)
         self.cols = axis_weights(self.gw, self.width, dtype, device)
-        self.partial = torch.zeros(images, classes, self.cell_h, self.gh * self.width, dtype=dtype, device=device)
+        # (B, cell_h, C, gh * W): each shift's block is contiguous, so flushes add into it in place.
+        # Left uninitialised: each shift's block is written by its first product (a zero fill of
+        # ~C x H x W values would cost as much as the whole upsample), zeroed at the end if unused.
+        self.partial = torch.empty(images, self.cell_h, classes, self.gh * self.width, dtype=dtype, device=device)
+        self._written = [False] * self.cell_h
         self._buffer = []  # (scores (B, b, C), lowres (b, gh * W), dy (b,))
         self._buffered = 0
 
@@ -164,24 +164,31 @@ class LowRankAccumulator:
         self._buffer, self._buffered = [], 0
         order = torch.argsort(dy, stable=True)
         counts = torch.bincount(dy, minlength=self.cell_h).tolist()
+        scores, lowres = scores[:, order], lowres[order]  # grouped by row shift
         start = 0
         for shift, count in enumerate(counts):
             if count == 0:
                 continue
-            members = order[start:start + count]
+            group = slice(start, start + count)
             start += count
-            group = lowres[members]
             for image in range(self.images):
-                self.partial[image, :, shift].addmm_(scores[image, members].T, group)
+                if self._written[shift]:
+                    self.partial[image, shift].addmm_(scores[image, group].T, lowres[group])
+                else:
+                    torch.mm(scores[image, group].T, lowres[group], out=self.partial[image, shift])
+            self._written[shift] = True
 
     def result(self):
-        """``(B, C, H, W)``: the accumulated sums, upsampled."""
+        """``(B, C, H, W)``: the accumulated sums, upsampled (:func:`rise_upsample`)."""
         self.flush()
-        row_index = torch.arange(self.cell_h, device=self.device)[:, None] + torch.arange(self.height,
-                                                                                         device=self.device)
-        stacked = self.rows[row_index].permute(1, 0, 2).reshape(self.height, self.cell_h * self.gh)
-        lowres = self.partial.reshape(self.images, self.classes, self.cell_h * self.gh, self.width)
-        return torch.matmul(stacked, lowres)
+        for shift, written in enumerate(self._written):
+            if not written:
+                self.partial[:, shift].zero_()
+                self._written[shift] = True
+        shape = (self.cell_h, self.classes, self.gh, self.width)
+        if self.images == 1:  # no stacking copy of a (C, H, W) result that may be hundreds of MB
+            return rise_upsample(self.partial[0].reshape(shape), self.height)[None]
+        return torch.stack([rise_upsample(partial.reshape(shape), self.height) for partial in self.partial])
 
 
 def rise_accumulate(scores, grid, shifts, height, width):
@@ -218,6 +225,28 @@ def rise_accumulate(scores, grid, shifts, height, width):
 
 
 if HAS_EXT:
+
+    @torch.library.register_fake("xaifast::rise_upsample")
+    def _rise_upsample_fake(partial, height):
+        torch._check(partial.dim() == 4, lambda: "rise_upsample: partial must be (cell_h, C, gh, W)")
+        return partial.new_empty((partial.shape[1], height, partial.shape[3]))
+
+    def _rise_upsample_setup(ctx, inputs, output):
+        partial, height = inputs
+        ctx.shape, ctx.dtype, ctx.device = partial.shape, partial.dtype, partial.device
+        ctx.height = height
+
+    def _rise_upsample_backward(ctx, grad):
+        # Linear in `partial`: the adjoint of [A_0 ... A_{cell-1}] @ (.), by the reference's weights.
+        cell_h, classes, gh, width = ctx.shape
+        rows = axis_weights(gh, ctx.height, ctx.dtype, ctx.device)
+        index = torch.arange(cell_h, device=ctx.device)[:, None] + torch.arange(ctx.height, device=ctx.device)
+        stacked = rows[index].permute(1, 0, 2).reshape(ctx.height, cell_h * gh)
+        grad_partial = torch.matmul(stacked.T, grad).reshape(classes, cell_h, gh, width).permute(1, 0, 2, 3)
+        return grad_partial, None
+
+    torch.library.register_autograd("xaifast::rise_upsample", _rise_upsample_backward,
+                                    setup_context=_rise_upsample_setup)
 
     @torch.library.register_fake("xaifast::rise_masks")
     def _rise_masks_fake(grid, shifts, height, width, input):

@@ -6,6 +6,6 @@ public wrappers in :mod:`xaifast.ops` fall back to it on devices without a kerne
 """
 
 from .blur import separable_blur
-from .rise import rise_accumulate, rise_masks
+from .rise import rise_accumulate, rise_masks, rise_upsample
 
-__all__ = ["rise_accumulate", "rise_masks", "separable_blur"]
+__all__ = ["rise_accumulate", "rise_masks", "rise_upsample", "separable_blur"]

@@ -36,6 +36,57 @@ def upsample_reflect(grid, height, width):
     return upsampled[:, :, up_h:up_h + height + cell_h, up_w:up_w + width + cell_w]
 
 
+def axis_weights(cells, size, dtype=torch.float32, device=None):
+    """Bilinear weights of one RISE axis: row ``t`` weighs the grid cells read at ``shift + pixel = t``.
+
+    Args:
+        cells (int): grid cells along the axis.
+        size (int): mask pixels along the axis.
+
+    Returns:
+        Tensor: ``(size + cell, cells)``; the mask of grid ``G`` at shifts ``(dy, dx)`` is
+        ``rows[dy:dy + H] @ G @ cols[dx:dx + W].T``.
+    """
+    cell, cell_up = rise_geometry(cells, size)
+    in_len = cells + 2
+    positions = torch.arange(cell_up, cell_up + size + cell, dtype=dtype, device=device)
+    scale = torch.tensor(in_len, dtype=dtype) / torch.tensor(cell_up * in_len, dtype=dtype)
+    src = (scale.to(device) * (positions + 0.5) - 0.5).clamp(min=0)
+    p0 = src.floor().long().clamp(max=in_len - 1)
+    lam = (src - p0.to(dtype)).clamp(0, 1)
+    p1 = p0 + (p0 < in_len - 1).long()
+
+    def unpad(p):
+        if cells == 1:
+            return torch.zeros_like(p)
+        i = p - 1
+        return torch.where(i < 0, -i, torch.where(i >= cells, 2 * (cells - 1) - i, i))
+
+    weights = torch.zeros(size + cell, cells, dtype=dtype, device=device)
+    rows = torch.arange(size + cell, device=device)
+    weights.index_put_((rows, unpad(p0)), 1 - lam, accumulate=True)
+    weights.index_put_((rows, unpad(p1)), lam, accumulate=True)
+    return weights
+
+
+def rise_upsample(partial, height):
+    """The last step of the low-rank RISE sum: ``out[c] = sum_dy A_dy @ partial[dy, c]``.
+
+    Args:
+        partial (Tensor): ``(cell_h, C, gh, W)``: per row shift ``dy``, per class, the sum of the
+            column-interpolated grids ``G_n @ B_dx_n.T`` weighted by the masks' scores.
+        height (int): ``H``.
+
+    Returns:
+        Tensor: ``(C, H, W)``, with ``A_dy = axis_weights(gh, H)[dy:dy + H]`` (``(H, gh)``).
+    """
+    cell_h, classes, gh, width = partial.shape
+    rows = axis_weights(gh, height, partial.dtype, partial.device)
+    index = torch.arange(cell_h, device=partial.device)[:, None] + torch.arange(height, device=partial.device)
+    stacked = rows[index].permute(1, 0, 2).reshape(height, cell_h * gh)  # [A_0 ... A_{cell_h - 1}]
+    return torch.matmul(stacked, partial.permute(1, 0, 2, 3).reshape(classes, cell_h * gh, width))
+
+
 def rise_masks(grid, shifts, height, width, input=None):
     """RISE masks from their grids and shifts, optionally multiplied into an image.
 
