@@ -14,6 +14,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("json_file")
     parser.add_argument("--baseline", default="reference", help="impl the ratios are taken against")
+    parser.add_argument("--extra", action="store_true", help="append each result's extra_info numbers")
     args = parser.parse_args(argv)
     with open(args.json_file) as handle:
         data = json.load(handle)
@@ -21,7 +22,7 @@ def main(argv=None):
     info = {}
     for bench in data["benchmarks"]:
         impl = bench["params"].get("impl", bench["name"])
-        groups[bench["group"]][impl] = bench["stats"]
+        groups[bench["group"]][impl] = dict(bench["stats"], extra=bench.get("extra_info", {}))
         info = bench.get("extra_info", info)
     print(f"threads: {info.get('threads')}, torch {info.get('torch')}, CPU: {info.get('cpu')}\n")
     print("| case | impl | median (ms) | IQR (ms) | speed-up vs " + args.baseline + " |")
@@ -31,7 +32,11 @@ def main(argv=None):
         base = stats.get(args.baseline, {}).get("median")
         for impl, s in sorted(stats.items(), key=lambda kv: kv[1]["median"]):
             ratio = f"{base / s['median']:.1f}x" if base else "-"
-            print(f"| {group} | {impl} | {s['median'] * 1e3:.2f} | {s['iqr'] * 1e3:.2f} | {ratio} |")
+            extra = ""
+            if args.extra:
+                numbers = {k: v for k, v in s["extra"].items() if isinstance(v, float)}
+                extra = " " + ", ".join(f"{k}={v:.4g}" for k, v in numbers.items())
+            print(f"| {group} | {impl} | {s['median'] * 1e3:.2f} | {s['iqr'] * 1e3:.2f} | {ratio}{extra} |")
 
 
 if __name__ == "__main__":
