@@ -24,6 +24,10 @@ TORCH_LIBRARY(xaifast, m) {
   // shift dy, the per-class sums of column-interpolated grids; returns (C, H, W) =
   // sum_dy A_dy @ partial[dy, c] with A_dy the bilinear row weights at that shift.
   m.def("rise_upsample(Tensor partial, SymInt height) -> Tensor");
+
+  // Excitation backprop: grad / (output + eps), and input * grad, elementwise in one pass.
+  m.def("ebp_normalize(Tensor grad, Tensor output, float eps) -> Tensor");
+  m.def("ebp_product(Tensor input, Tensor grad) -> Tensor");
 }
 
 namespace {

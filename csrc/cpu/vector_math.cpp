@@ -75,5 +75,22 @@ XAI_MULTIVERSION void correlate_valid(int64_t n, int64_t K, const double* __rest
                                       const double* __restrict__ x, double* __restrict__ y) {
   correlate_valid_impl(n, K, f, x, y);
 }
+XAI_MULTIVERSION void divide_shifted(int64_t n, const float* __restrict__ a, const float* __restrict__ b, float eps,
+                                     float* __restrict__ out) {
+  for (int64_t i = 0; i < n; ++i) out[i] = a[i] / (b[i] + eps);
+}
+XAI_MULTIVERSION void divide_shifted(int64_t n, const double* __restrict__ a, const double* __restrict__ b,
+                                     double eps, double* __restrict__ out) {
+  for (int64_t i = 0; i < n; ++i) out[i] = a[i] / (b[i] + eps);
+}
+XAI_MULTIVERSION void multiply(int64_t n, const float* __restrict__ a, const float* __restrict__ b,
+                               float* __restrict__ out) {
+  for (int64_t i = 0; i < n; ++i) out[i] = a[i] * b[i];
+}
+XAI_MULTIVERSION void multiply(int64_t n, const double* __restrict__ a, const double* __restrict__ b,
+                               double* __restrict__ out) {
+  for (int64_t i = 0; i < n; ++i) out[i] = a[i] * b[i];
+}
+
 }  // namespace cpu
 }  // namespace xaifast

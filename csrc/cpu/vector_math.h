@@ -28,6 +28,16 @@ void running_sums(int64_t n, const float* prev0, const float* prev1, const float
 void running_sums(int64_t n, const double* prev0, const double* prev1, const double* __restrict__ x, double weight,
                   double* sum0, double* sum1);
 
+// out[i] = a[i] / (b[i] + eps)
+void divide_shifted(int64_t n, const float* __restrict__ a, const float* __restrict__ b, float eps,
+                    float* __restrict__ out);
+void divide_shifted(int64_t n, const double* __restrict__ a, const double* __restrict__ b, double eps,
+                    double* __restrict__ out);
+
+// out[i] = a[i] * b[i]
+void multiply(int64_t n, const float* __restrict__ a, const float* __restrict__ b, float* __restrict__ out);
+void multiply(int64_t n, const double* __restrict__ a, const double* __restrict__ b, double* __restrict__ out);
+
 // y[i] = sum_k f[k] * x[i + k], i in [0, n): a "valid" correlation of x (n + K - 1 values) with f.
 void correlate_valid(int64_t n, int64_t K, const float* __restrict__ f, const float* __restrict__ x,
                      float* __restrict__ y);

@@ -5,7 +5,8 @@ Fake (meta) kernels and autograd formulas for the compiled ops are registered he
 the extension loaded.
 """
 
+from .excitation import ebp_normalize, ebp_product
 from .blur import gaussian_kernel, imsmooth, separable_blur
 from .rise import LowRankAccumulator, axis_weights, rise_accumulate, rise_masks, rise_upsample
 
-__all__ = ["LowRankAccumulator", "axis_weights", "gaussian_kernel", "imsmooth", "rise_accumulate", "rise_masks", "rise_upsample", "separable_blur"]
+__all__ = ["LowRankAccumulator", "axis_weights", "ebp_normalize", "ebp_product", "gaussian_kernel", "imsmooth", "rise_accumulate", "rise_masks", "rise_upsample", "separable_blur"]
