@@ -28,6 +28,15 @@ TORCH_LIBRARY(xaifast, m) {
   // Excitation backprop: grad / (output + eps), and input * grad, elementwise in one pass.
   m.def("ebp_normalize(Tensor grad, Tensor output, float eps) -> Tensor");
   m.def("ebp_product(Tensor input, Tensor grad) -> Tensor");
+
+  // Heatmaps (N, H, W) -> RGB (N, H, W, 3) uint8: per map, index = trunc(clip((x - vmin[n]) /
+  // (vmax[n] - vmin[n]) * 255, 0, 255)) (NaN -> 0) in numpy's promoted dtypes, then palette[index].
+  // A bound left None is the map's min / max (symmetric: -max|x| / max|x|), NaN if it has a NaN.
+  // colorize_into writes into a caller's (N, H, W, 3) uint8 buffer (no fresh allocation). It is
+  // its own op, not an .out overload, because opcheck tests only operators without overloads.
+  m.def("colorize(Tensor heatmaps, Tensor? vmin, Tensor? vmax, Tensor palette, bool symmetric) -> Tensor");
+  m.def("colorize_into(Tensor heatmaps, Tensor? vmin, Tensor? vmax, Tensor palette, bool symmetric, "
+        "Tensor(a!) out) -> ()");
 }
 
 namespace {

@@ -30,9 +30,10 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ._colorize import colorize
 from .cmap import CMSLError, ColorMap, LazyColorMapCache
 
-__all__ = ["CMAPS", "get_cmap", "palette", "imgify", "gridify", "imsave", "interval_norm_bounds",
+__all__ = ["colorize", "CMAPS", "get_cmap", "palette", "imgify", "gridify", "imsave", "interval_norm_bounds",
            "ColorMap", "LazyColorMapCache"]
 
 #: The built-in colour maps, by name (same names, sources and order as ``zennit.image.CMAPS``).
@@ -194,12 +195,8 @@ def _palette_index(array, vmin, vmax):
     return scaled.astype(np.uint8)
 
 
-# ---------------------------------------------------------------------------------------------------------------------
-# colorize(heatmaps, cmap='bwr', vmin=None, vmax=None, symmetric=False, level=1.0) -> (N, H, W, 3) uint8 goes here
-# (another engineer adds it). Its contract, so that it agrees with imgify pixel for pixel:
-#     lo, hi = _bounds(heatmaps, vmin, vmax, symmetric, batched=True)      # heatmaps (N, H, W)
-#     colorize(...) == palette(cmap, level)[_palette_index(heatmaps, lo, hi)]
-# ---------------------------------------------------------------------------------------------------------------------
+# colorize (xaifast/_colorize.py) is the batched, compiled counterpart of imgify: per map it uses
+# exactly _bounds(...) and _palette_index(...) above, which tests/test_colorize.py checks.
 
 
 def imgify(obj, vmin=None, vmax=None, cmap="bwr", level=1.0, symmetric=False, grid=False, gridfill=None):

@@ -1,5 +1,7 @@
 #include "cpu/vector_math.h"
 
+#include <limits>
+
 namespace xaifast {
 namespace cpu {
 namespace {
@@ -49,8 +51,30 @@ inline void running_sums_impl(int64_t n, const T* __restrict__ prev0, const T* _
   }
 }
 
+template <typename T>
+inline void min_max_impl(int64_t n, const T* __restrict__ x, T* lo, T* hi) {
+  T low = x[0], high = x[0];
+  bool nan = false;
+  for (int64_t i = 0; i < n; ++i) {  // branch-free: vectorises
+    low = x[i] < low ? x[i] : low;
+    high = x[i] > high ? x[i] : high;
+    nan |= x[i] != x[i];
+  }
+  if (nan || low != low) {
+    low = high = std::numeric_limits<T>::quiet_NaN();
+  }
+  *lo = low;
+  *hi = high;
+}
+
 }  // namespace
 
+XAI_MULTIVERSION void min_max(int64_t n, const float* __restrict__ x, float* lo, float* hi) {
+  min_max_impl(n, x, lo, hi);
+}
+XAI_MULTIVERSION void min_max(int64_t n, const double* __restrict__ x, double* lo, double* hi) {
+  min_max_impl(n, x, lo, hi);
+}
 XAI_MULTIVERSION void running_sums(int64_t n, const float* prev0, const float* prev1, const float* __restrict__ x,
                                    float weight, float* sum0, float* sum1) {
   running_sums_impl(n, prev0, prev1, x, weight, sum0, sum1);

@@ -28,6 +28,10 @@ void running_sums(int64_t n, const float* prev0, const float* prev1, const float
 void running_sums(int64_t n, const double* prev0, const double* prev1, const double* __restrict__ x, double weight,
                   double* sum0, double* sum1);
 
+// The min and max of x[0, n); both NaN if any x is NaN (numpy's min/max semantics).
+void min_max(int64_t n, const float* __restrict__ x, float* lo, float* hi);
+void min_max(int64_t n, const double* __restrict__ x, double* lo, double* hi);
+
 // out[i] = a[i] / (b[i] + eps)
 void divide_shifted(int64_t n, const float* __restrict__ a, const float* __restrict__ b, float eps,
                     float* __restrict__ out);

@@ -6,7 +6,8 @@ public wrappers in :mod:`xaifast.ops` fall back to it on devices without a kerne
 """
 
 from .blur import separable_blur
+from .colorize import colorize
 from .excitation import ebp_normalize, ebp_product
 from .rise import rise_accumulate, rise_masks, rise_upsample
 
-__all__ = ["ebp_normalize", "ebp_product", "rise_accumulate", "rise_masks", "rise_upsample", "separable_blur"]
+__all__ = ["colorize", "ebp_normalize", "ebp_product", "rise_accumulate", "rise_masks", "rise_upsample", "separable_blur"]
