@@ -12,13 +12,13 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
+#include "cuda/launch.h"
+
 #include "colorize.h"
 #include "common/colorize.h"
 
 namespace xaifast {
 namespace {
-
-constexpr int kThreads = 256;
 
 template <typename X, typename Diff, typename Span, typename Quotient>
 __global__ void colorize_kernel(const X* __restrict__ maps, const double* __restrict__ lo,
@@ -58,7 +58,7 @@ void colorize_into_cuda(const at::Tensor& heatmaps, const c10::optional<at::Tens
   if (out.numel() == 0) return;
   const auto [lo, hi] = bounds_cuda(maps, vmin, vmax, symmetric);
   const int64_t plane = maps.size(1) * maps.size(2), pixels = maps.size(0) * plane;
-  const int blocks = static_cast<int>(std::min<int64_t>((pixels + kThreads - 1) / kThreads, 65535));
+  const int blocks = blocks_for(pixels);
   dispatch_colorize_types(maps, vmin, vmax, [&](auto x_tag, auto diff_tag, auto span_tag, auto quotient_tag) {
     using X = decltype(x_tag);
     colorize_kernel<X, decltype(diff_tag), decltype(span_tag), decltype(quotient_tag)>

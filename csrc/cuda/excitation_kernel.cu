@@ -8,17 +8,12 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
+#include "cuda/launch.h"
+
 #include "excitation.h"
 
 namespace xaifast {
 namespace {
-
-constexpr int kThreads = 256;
-
-inline int blocks_for(int64_t n) {
-  const int64_t blocks = (n + kThreads - 1) / kThreads;
-  return static_cast<int>(blocks < 65535 ? (blocks > 0 ? blocks : 1) : 65535);
-}
 
 template <typename scalar_t>
 __global__ void normalize_kernel(const scalar_t* __restrict__ grad, const scalar_t* __restrict__ output,

@@ -11,18 +11,13 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
+#include "cuda/launch.h"
+
 #include "common/rise.h"
 #include "rise_masks.h"
 
 namespace xaifast {
 namespace {
-
-constexpr int kThreads = 256;
-
-inline int blocks_for(int64_t n) {
-  const int64_t blocks = (n + kThreads - 1) / kThreads;
-  return static_cast<int>(blocks < 65535 ? (blocks > 0 ? blocks : 1) : 65535);
-}
 
 __device__ __forceinline__ int64_t clamp_shift(int64_t shift, int64_t cell) {
   return shift < 0 ? 0 : (shift >= cell ? cell - 1 : shift);

@@ -11,18 +11,13 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
+#include "cuda/launch.h"
+
 #include "common/padding.h"
 #include "separable_blur.h"
 
 namespace xaifast {
 namespace {
-
-constexpr int kThreads = 256;
-
-inline int blocks_for(int64_t n) {
-  const int64_t blocks = (n + kThreads - 1) / kThreads;
-  return static_cast<int>(blocks < 65535 ? (blocks > 0 ? blocks : 1) : 65535);
-}
 
 // columns[plane, yo, x] = sum_k taps[k] * padded_input[yo * s + k, x]
 template <typename scalar_t, typename acc_t>
