@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Run every benchmark file (pinned threads, one process per file) and print the Markdown tables
+# of BENCHMARKS.md. Usage: bash benchmarks/run_all.sh [python] > tables.md
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${1:-.venv/bin/python}
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+for bench in benchmarks/bench_*.py; do
+  name=$(basename "$bench" .py)
+  "$PYTHON" -m pytest "$bench" -q -W ignore -p no:cacheprovider --benchmark-min-rounds=7 \
+    --benchmark-json="$out/$name.json" >&2
+  baseline=reference
+  case "$name" in
+    bench_blur|bench_ebp) baseline=torchray ;;
+    bench_colorize) baseline=imgify-loop ;;
+  esac
+  echo "### $name (speed-up vs $baseline)"
+  echo
+  "$PYTHON" benchmarks/report.py "$out/$name.json" --baseline "$baseline" --extra
+  echo
+done
