@@ -35,6 +35,12 @@ TORCH_LIBRARY(xaifast, m) {
   // colorize_into writes into a caller's (N, H, W, 3) uint8 buffer (no fresh allocation). It is
   // its own op, not an .out overload, because opcheck tests only operators without overloads.
   m.def("colorize(Tensor heatmaps, Tensor? vmin, Tensor? vmax, Tensor palette, bool symmetric) -> Tensor");
+  // Extremal perturbation: each pixel of each mask (K, 1, H, W) reads the pyramid (L, C, H, W),
+  // shared, or (K, L, C, H, W), one per mask, between levels lo and hi at fraction frac of
+  // level = mask * (L - 1); the split is computed once per pixel for all channels. Backward:
+  // the gradient with respect to the mask.
+  m.def("pyramid_lookup(Tensor pyramid, Tensor mask) -> Tensor");
+  m.def("_pyramid_lookup_backward(Tensor grad, Tensor pyramid, Tensor mask) -> Tensor");
   m.def("colorize_into(Tensor heatmaps, Tensor? vmin, Tensor? vmax, Tensor palette, bool symmetric, "
         "Tensor(a!) out) -> ()");
 }

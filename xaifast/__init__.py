@@ -6,6 +6,7 @@ kernels for the hot paths. ``xaifast.info()`` tells whether the kernels loaded.
 
 from ._extension import HAS_EXT
 from ._info import info
+from . import ops, _colorize  # noqa: F401,E402  (register the compiled ops' fake kernels and autograd)
 
 __version__ = "0.1.0"
 

@@ -5,6 +5,7 @@ Fake (meta) kernels and autograd formulas for the compiled ops are registered he
 the extension loaded.
 """
 
+from . import extremal  # noqa: F401  (registers the pyramid_lookup fake kernel and autograd)
 from .excitation import ebp_normalize, ebp_product
 from .blur import gaussian_kernel, imsmooth, separable_blur
 from .rise import LowRankAccumulator, axis_weights, rise_accumulate, rise_masks, rise_upsample

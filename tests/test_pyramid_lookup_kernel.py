@@ -1,0 +1,69 @@
+"""pyramid_lookup kernel vs reference: forward, backward, gradcheck, opcheck, compile, threads."""
+
+import pytest
+import torch
+
+from xaifast.reference import extremal as reference
+from conftest import kernel_devices, requires_ext, tolerance
+
+
+def _inputs(shared, dtype, device, masks=3, levels=8, size=(19, 23), seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    shape = (levels, 3, *size) if shared else (masks, levels, 3, *size)
+    pyramid = torch.rand(shape, generator=generator, dtype=dtype)
+    mask = torch.rand(masks, 1, *size, generator=generator, dtype=dtype)
+    mask[0, 0, 0, :4] = torch.tensor([0.0, 1.0, 0.5, 1 / 7], dtype=dtype)  # level boundaries and ends
+    return pyramid.to(device), mask.to(device)
+
+
+@requires_ext
+@pytest.mark.parametrize("device", kernel_devices())
+@pytest.mark.parametrize("shared", [True, False], ids=["shared", "per-mask"])
+@pytest.mark.parametrize("levels", [2, 8])
+def test_kernel_matches_reference(device, dtype, shared, levels):
+    pyramid, mask = _inputs(shared, dtype, device, levels=levels)
+    a, b = mask.clone().requires_grad_(), mask.clone().requires_grad_()
+    out = torch.ops.xaifast.pyramid_lookup(pyramid, a)
+    expected = reference.pyramid_lookup(pyramid, b)
+    torch.testing.assert_close(out, expected, **tolerance(dtype))
+    grad = torch.rand(expected.shape, generator=torch.Generator().manual_seed(5), dtype=dtype).to(device)
+    out.backward(grad)
+    expected.backward(grad)
+    torch.testing.assert_close(a.grad, b.grad, **tolerance(dtype))
+
+
+@requires_ext
+def test_gradcheck_opcheck_compile():
+    pyramid, mask = _inputs(True, torch.float64, "cpu", size=(5, 6))
+    mask = (mask * 0.9 + 0.05).requires_grad_()  # keep away from level boundaries, where floor jumps
+    pyramid.requires_grad_()
+    assert torch.autograd.gradcheck(lambda p, m: torch.ops.xaifast.pyramid_lookup(p, m), (pyramid, mask), atol=1e-6)
+    p32, m32 = _inputs(False, torch.float32, "cpu", size=(6, 7))
+    torch.library.opcheck(torch.ops.xaifast.pyramid_lookup, (p32, m32.requires_grad_()))
+    torch.library.opcheck(torch.ops.xaifast._pyramid_lookup_backward, (torch.rand(3, 3, 6, 7), p32, m32.detach()))
+    torch._dynamo.reset()
+    compiled = torch.compile(lambda p, m: torch.ops.xaifast.pyramid_lookup(p, m) * 2, fullgraph=True,
+                             backend="aot_eager")
+    torch.testing.assert_close(compiled(p32, m32.detach()), 2 * reference.pyramid_lookup(p32, m32.detach()))
+
+
+@requires_ext
+def test_deterministic_across_thread_counts():
+    pyramid, mask = _inputs(True, torch.float32, "cpu", size=(64, 61))
+    before = torch.get_num_threads()
+    try:
+        outs = []
+        for threads in (1, 2, 3):
+            torch.set_num_threads(threads)
+            outs.append(torch.ops.xaifast._pyramid_lookup_backward(torch.ones(3, 3, 64, 61), pyramid, mask))
+    finally:
+        torch.set_num_threads(before)
+    assert all(torch.equal(o, outs[0]) for o in outs[1:])
+
+
+@requires_ext
+def test_kernel_checks_arguments():
+    with pytest.raises(ValueError, match="mask must be \\(K, 1, H, W\\)"):
+        torch.ops.xaifast.pyramid_lookup(torch.rand(4, 3, 5, 5), torch.rand(2, 2, 5, 5))
+    with pytest.raises(TypeError, match="must match pyramid dtype"):
+        torch.ops.xaifast.pyramid_lookup(torch.rand(4, 3, 5, 5), torch.rand(2, 1, 5, 5, dtype=torch.float64))
