@@ -76,7 +76,7 @@ def test_rise_end_to_end(record, impl, case):
     x = torch.rand(1, 3, 224, 224, generator=torch.Generator().manual_seed(1))
     fn = {"xaifast": rise, "reference": reference_rise.rise,
           "torchray": torchray_rise.rise if torchray_rise else None}[impl]
-    out = record.pedantic(fn, args=(model, x), kwargs=dict(num_masks=masks), rounds=3, iterations=1)
+    out = record.pedantic(fn, args=(model, x), kwargs=dict(num_masks=masks), rounds=5, iterations=1, warmup_rounds=1)
     if impl != "reference":
         expected = reference_rise.rise(model, x, num_masks=64)
         check = fn(model, x, num_masks=64)
@@ -95,7 +95,7 @@ def test_rise_class_end_to_end(record, impl):
         fn = lambda: torchray_rise.rise_class(model, x, target=[7], num_masks=1024)  # noqa: E731
     else:
         fn = lambda: reference_rise.rise(model, x, num_masks=1024)[:, 7:8]  # noqa: E731
-    out = record.pedantic(fn, rounds=3, iterations=1)
+    out = record.pedantic(fn, rounds=5, iterations=1, warmup_rounds=1)
     assert out.shape == (1, 1, 224, 224)
 
 
@@ -112,7 +112,7 @@ def test_rise_precision_options(record, impl):
     model = _small_cnn()
     x = torch.rand(1, 3, 224, 224, generator=torch.Generator().manual_seed(2))
     kwargs = dict(num_masks=256, channels_last=impl == "channels_last", autocast=impl == "bf16-autocast")
-    out = record.pedantic(rise, args=(model, x), kwargs=kwargs, rounds=3, iterations=1)
+    out = record.pedantic(rise, args=(model, x), kwargs=kwargs, rounds=5, iterations=1, warmup_rounds=1)
     base = rise(model, x, num_masks=256)
     record.extra_info["correlation_with_float32"] = float(torch.corrcoef(torch.stack([out.flatten(),
                                                                                       base.flatten()]))[0, 1])
