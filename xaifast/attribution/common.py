@@ -4,6 +4,7 @@ Every backprop method is :func:`saliency` with a different backward rule (``cont
 or a different way of turning the gradient into a map (``gradient_to_saliency``).
 """
 
+import contextlib
 import importlib
 
 import torch
@@ -276,6 +277,31 @@ def _restore(parameters, modes, root_training, model):
         module.training = training
 
 
+@contextlib.contextmanager
+def _attribution_state(model, debug):
+    """Freeze the parameters and switch to eval for an attribution run; undo it all on exit.
+
+    Yields ``(probes, debug_probes)``: the caller appends the probes it attaches to ``probes``;
+    on exit, also after an exception, every probe is removed, the parameters' ``requires_grad``
+    and every module's train/eval flag are restored.
+    """
+    parameters = [(p, p.requires_grad) for p in model.parameters()]
+    modes = [(m, m.training) for m in model.modules()]
+    probes = []
+    try:
+        for parameter, _ in parameters:
+            parameter.requires_grad_(False)
+        model.eval()
+        debug_probes = attach_debug_probes(model, debug=debug)
+        if debug_probes is not None:
+            probes.extend(debug_probes.values())
+        yield probes, debug_probes
+    finally:
+        for attached in reversed(probes):
+            attached.remove()
+        _restore(parameters, modes, modes[0][1], model)
+
+
 def saliency(model, input, target, saliency_layer="", resize=False, resize_mode="bilinear",
              smooth=0, context_builder=NullContext, gradient_to_saliency=gradient_to_saliency,
              get_backward_gradient=get_backward_gradient, debug=False):
@@ -350,16 +376,7 @@ def saliency(model, input, target, saliency_layer="", resize=False, resize_mode=
         with torch.no_grad():
             input.grad.zero_()
 
-    parameters = [(p, p.requires_grad) for p in model.parameters()]
-    modes = [(m, m.training) for m in model.modules()]
-    probes = []
-    try:
-        for parameter, _ in parameters:
-            parameter.requires_grad_(False)
-        model.eval()
-        debug_probes = attach_debug_probes(model, debug=debug)
-        if debug_probes is not None:
-            probes.extend(debug_probes.values())
+    with _attribution_state(model, debug) as (probes, debug_probes):
         probe = Probe(layer, target="input" if at_input else "output")
         probes.append(probe)
 
@@ -387,10 +404,6 @@ def saliency(model, input, target, saliency_layer="", resize=False, resize_mode=
                                  f"{saliency_layer!r} gives shape {tuple(saliency_map.shape)}")
             saliency_map = imsmooth(saliency_map, sigma=smooth * max(saliency_map.shape[2:]),
                                     padding_mode="replicate")
-    finally:
-        for attached in reversed(probes):
-            attached.remove()
-        _restore(parameters, modes, modes[0][1], model)
 
     if debug:
         return saliency_map, debug_probes

@@ -74,7 +74,7 @@ from ._excitation_rules import (ExcitationMode, PositiveWeightCache, _basic_bloc
                                 _bottleneck_forward, _classifier, _find, _flip, _forward,
                                 _get_classifier_layer, _gradient_of, _is_bottleneck,
                                 _is_resnet_block, eltwise_sum)
-from .common import Probe, _resize, _restore, attach_debug_probes, get_backward_gradient, saliency
+from .common import Probe, _attribution_state, _resize, get_backward_gradient, saliency
 
 
 class EltwiseSumFunction(torch.autograd.Function):
@@ -348,17 +348,7 @@ def contrastive_excitation_backprop(model, input, target, saliency_layer, contra
     contrast_module = _find(model, contrast_layer, "contrast_layer")
     classifier = _classifier(model, classifier_layer)
 
-    parameters = [(p, p.requires_grad) for p in model.parameters()]
-    modes = [(m, m.training) for m in model.modules()]
-    probes = []
-    try:
-        for parameter, _ in parameters:
-            parameter.requires_grad_(False)
-        model.eval()
-        debug_probes = attach_debug_probes(model, debug=debug)
-        if debug_probes is not None:
-            probes.extend(debug_probes.values())
-
+    with _attribution_state(model, debug) as (probes, debug_probes):
         context = ExcitationBackpropContext()
         with context:
             contrast_probe = Probe(contrast_module, target="output")
@@ -381,10 +371,6 @@ def contrastive_excitation_backprop(model, input, target, saliency_layer, contra
         probed = _gradient_of(saliency_probe, "saliency_layer", saliency_layer)
         saliency_map = gradient_to_contrastive_excitation_backprop_saliency(probed)
         saliency_map = _resize(input, saliency_map, resize, resize_mode, "resize", "resize_mode")
-    finally:
-        for attached in reversed(probes):
-            attached.remove()
-        _restore(parameters, modes, modes[0][1], model)
 
     if debug:
         return saliency_map, debug_probes
