@@ -2,6 +2,14 @@
 
 #include <limits>
 
+// The *_impl templates are forced inline into each target_clones variant below: a call to an
+// out-of-line copy would run the baseline (SSE2) code whatever clone was picked.
+#if defined(__GNUC__)
+#define XAI_ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define XAI_ALWAYS_INLINE inline
+#endif
+
 namespace xaifast {
 namespace cpu {
 namespace {
@@ -9,7 +17,7 @@ namespace {
 // Blocks of outputs are kept in a small accumulator so each tap streams over them once while
 // they stay in registers/L1; the order of the sum over k is the same for every output.
 template <typename T>
-inline void correlate_valid_impl(int64_t n, int64_t K, const T* __restrict__ f, const T* __restrict__ x,
+XAI_ALWAYS_INLINE void correlate_valid_impl(int64_t n, int64_t K, const T* __restrict__ f, const T* __restrict__ x,
                                  T* __restrict__ y) {
   constexpr int64_t kBlock = 64;
   for (int64_t start = 0; start < n; start += kBlock) {
@@ -26,7 +34,7 @@ inline void correlate_valid_impl(int64_t n, int64_t K, const T* __restrict__ f, 
 }
 
 template <typename T>
-inline void weighted_rows_impl(int64_t n, int64_t count, const T* __restrict__ w, const T* const* rows,
+XAI_ALWAYS_INLINE void weighted_rows_impl(int64_t n, int64_t count, const T* __restrict__ w, const T* const* rows,
                                T* __restrict__ y) {
   constexpr int64_t kBlock = 64;
   for (int64_t start = 0; start < n; start += kBlock) {
@@ -43,7 +51,7 @@ inline void weighted_rows_impl(int64_t n, int64_t count, const T* __restrict__ w
 }
 
 template <typename T>
-inline void running_sums_impl(int64_t n, const T* __restrict__ prev0, const T* __restrict__ prev1,
+XAI_ALWAYS_INLINE void running_sums_impl(int64_t n, const T* __restrict__ prev0, const T* __restrict__ prev1,
                               const T* __restrict__ x, T weight, T* __restrict__ sum0, T* __restrict__ sum1) {
   for (int64_t i = 0; i < n; ++i) {
     sum0[i] = prev0[i] + x[i];
@@ -51,20 +59,44 @@ inline void running_sums_impl(int64_t n, const T* __restrict__ prev0, const T* _
   }
 }
 
+// 16 independent lanes updated element-wise (which the compiler vectorises; it will not
+// vectorise a floating-point min/max reduction), combined at the end. Order does not matter:
+// min and max of non-NaN values are exact, and any NaN makes both bounds NaN.
 template <typename T>
-inline void min_max_impl(int64_t n, const T* __restrict__ x, T* lo, T* hi) {
-  T low = x[0], high = x[0];
-  bool nan = false;
-  for (int64_t i = 0; i < n; ++i) {  // branch-free: vectorises
-    low = x[i] < low ? x[i] : low;
-    high = x[i] > high ? x[i] : high;
-    nan |= x[i] != x[i];
+XAI_ALWAYS_INLINE void min_max_impl(int64_t n, const T* __restrict__ x, T* lo, T* hi) {
+  constexpr int64_t kLanes = 16;
+  T low[kLanes], high[kLanes];
+  int32_t nan[kLanes];
+  for (int64_t j = 0; j < kLanes; ++j) {
+    low[j] = high[j] = x[0];
+    nan[j] = 0;
   }
-  if (nan || low != low) {
-    low = high = std::numeric_limits<T>::quiet_NaN();
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    for (int64_t j = 0; j < kLanes; ++j) {
+      const T v = x[i + j];
+      low[j] = v < low[j] ? v : low[j];
+      high[j] = v > high[j] ? v : high[j];
+      nan[j] |= static_cast<int32_t>(v != v);
+    }
   }
-  *lo = low;
-  *hi = high;
+  for (; i < n; ++i) {
+    low[0] = x[i] < low[0] ? x[i] : low[0];
+    high[0] = x[i] > high[0] ? x[i] : high[0];
+    nan[0] |= static_cast<int32_t>(x[i] != x[i]);
+  }
+  T l = low[0], h = high[0];
+  int32_t any_nan = nan[0];
+  for (int64_t j = 1; j < kLanes; ++j) {
+    l = low[j] < l ? low[j] : l;
+    h = high[j] > h ? high[j] : h;
+    any_nan |= nan[j];
+  }
+  if (any_nan != 0 || l != l) {
+    l = h = std::numeric_limits<T>::quiet_NaN();
+  }
+  *lo = l;
+  *hi = h;
 }
 
 }  // namespace
