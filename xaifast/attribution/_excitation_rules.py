@@ -30,7 +30,7 @@ from torch.autograd.function import once_differentiable
 from torch.overrides import TorchFunctionMode, handle_torch_function, has_torch_function
 
 from ..ops.excitation import ebp_normalize, ebp_product
-from .common import get_module
+from .common import _find_layer, get_module
 
 _EPSILON = 1e-20  # TorchRay's stabiliser of the normalisation
 _state = threading.local()
@@ -352,18 +352,6 @@ def _bottleneck_forward(self, x):
 _CLASSIFIER_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
 
-def _find(model, layer, name):
-    if not isinstance(layer, (str, nn.Module)):
-        raise TypeError(f"{name} must be a layer name (str) or a torch.nn.Module, got "
-                        f"{type(layer).__name__}")
-    module = get_module(model, layer)
-    if module is None:
-        names = [n for n, _ in model.named_modules() if n][:8]
-        raise ValueError(f"{name} {layer!r} is not a layer of the model; names come from "
-                         f"model.named_modules(), e.g. {names}")
-    return module
-
-
 def _get_classifier_layer(model):
     """The last Conv1d/2d/3d or Linear layer owning a ``weight``, and its name, as TorchRay."""
     for parameter_name, _ in reversed(list(model.named_parameters())):
@@ -383,7 +371,7 @@ def _get_classifier_layer(model):
 def _classifier(model, classifier_layer):
     if classifier_layer is None:
         return _get_classifier_layer(model)[0]
-    module = _find(model, classifier_layer, "classifier_layer")
+    module = _find_layer(model, classifier_layer, "classifier_layer")
     if not any(module is layer for layer in model.modules()):
         # TorchRay would negate the weights of a module the model never calls.
         raise ValueError(f"classifier_layer {classifier_layer!r} is not a layer of the model")

@@ -257,16 +257,17 @@ def resize_saliency(tensor, saliency, size, mode):
     return _resize(tensor, saliency, size, mode, "size", "mode")
 
 
-def _find_layer(model, saliency_layer):
-    if not isinstance(saliency_layer, (str, torch.nn.Module)):
-        raise TypeError("saliency_layer must be a layer name (str) or a torch.nn.Module, got "
-                        f"{type(saliency_layer).__name__}")
-    layer = get_module(model, saliency_layer)
-    if layer is None:
-        names = [name for name, _ in model.named_modules() if name][:8]
-        raise ValueError(f"saliency_layer {saliency_layer!r} is not a layer of the model; names come "
-                         f"from model.named_modules(), e.g. {names}")
-    return layer
+def _find_layer(model, layer, name="saliency_layer"):
+    """The module ``layer`` names (or is) in ``model``; errors name the argument ``name``."""
+    if not isinstance(layer, (str, torch.nn.Module)):
+        raise TypeError(f"{name} must be a layer name (str) or a torch.nn.Module, got "
+                        f"{type(layer).__name__}")
+    module = get_module(model, layer)
+    if module is None:
+        names = [n for n, _ in model.named_modules() if n][:8]
+        raise ValueError(f"{name} {layer!r} is not a layer of the model; names come from "
+                         f"model.named_modules(), e.g. {names}")
+    return module
 
 
 def _restore(parameters, modes, root_training, model):

@@ -71,10 +71,10 @@ import torch.nn as nn
 
 from ._checks import check_callable, check_module, check_resize, check_resize_mode, check_tensor
 from ._excitation_rules import (ExcitationMode, PositiveWeightCache, _basic_block_forward,  # noqa: F401
-                                _bottleneck_forward, _classifier, _find, _flip, _forward,
+                                _bottleneck_forward, _classifier, _flip, _forward,
                                 _get_classifier_layer, _gradient_of, _is_bottleneck,
                                 _is_resnet_block, eltwise_sum)
-from .common import Probe, _attribution_state, _resize, get_backward_gradient, saliency
+from .common import Probe, _attribution_state, _find_layer, _resize, get_backward_gradient, saliency
 
 
 class EltwiseSumFunction(torch.autograd.Function):
@@ -344,8 +344,8 @@ def contrastive_excitation_backprop(model, input, target, saliency_layer, contra
     check_resize("resize", resize)
     check_resize_mode("resize_mode", resize_mode)
     check_callable("get_backward_gradient", get_backward_gradient)
-    saliency_module = _find(model, saliency_layer, "saliency_layer")
-    contrast_module = _find(model, contrast_layer, "contrast_layer")
+    saliency_module = _find_layer(model, saliency_layer, "saliency_layer")
+    contrast_module = _find_layer(model, contrast_layer, "contrast_layer")
     classifier = _classifier(model, classifier_layer)
 
     with _attribution_state(model, debug) as (probes, debug_probes):
