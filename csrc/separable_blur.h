@@ -53,4 +53,17 @@ inline BlurGeometry blur_geometry(at::IntArrayRef input_size, const at::Tensor& 
   return g;
 }
 
+// The dtype rule of both ops and the grad shape of the backward, for the CPU and CUDA kernels.
+inline void check_blur_dtypes(const at::Tensor& data, const at::Tensor& weight, const char* op, const char* name) {
+  TORCH_CHECK_TYPE(data.scalar_type() == weight.scalar_type(), op, ": weight dtype ", weight.scalar_type(),
+                   " must match ", name, " dtype ", data.scalar_type());
+}
+
+inline void check_blur_grad(const at::Tensor& grad, const BlurGeometry& g, at::IntArrayRef input_size) {
+  TORCH_CHECK_VALUE(grad.dim() == 4 && grad.size(0) * grad.size(1) == g.planes && grad.size(2) == g.out_height &&
+                        grad.size(3) == g.out_width,
+                    "xaifast::_separable_blur_backward: grad has shape ", grad.sizes(), ", expected (",
+                    input_size[0], ", ", input_size[1], ", ", g.out_height, ", ", g.out_width, ")");
+}
+
 }  // namespace xaifast

@@ -155,8 +155,7 @@ at::Tensor separable_blur_cpu(const at::Tensor& input, const at::Tensor& weight,
                               c10::string_view padding_mode, double padding_value) {
   TORCH_CHECK_VALUE(input.device().is_cpu() && weight.device().is_cpu(),
                     "xaifast::separable_blur: CPU kernel got tensors on ", input.device(), " and ", weight.device());
-  TORCH_CHECK_TYPE(input.scalar_type() == weight.scalar_type(), "xaifast::separable_blur: weight dtype ",
-                   weight.scalar_type(), " must match input dtype ", input.scalar_type());
+  check_blur_dtypes(input, weight, "xaifast::separable_blur", "input");
   const BlurGeometry g = blur_geometry(input.sizes(), weight, stride, padding, padding_mode);
   const bool reduced = input.scalar_type() == at::kHalf || input.scalar_type() == at::kBFloat16;
   const at::Tensor x = (reduced ? input.to(at::kFloat) : input).contiguous();
@@ -176,13 +175,9 @@ at::Tensor separable_blur_backward_cpu(const at::Tensor& grad, const at::Tensor&
   TORCH_CHECK_VALUE(grad.device().is_cpu() && weight.device().is_cpu(),
                     "xaifast::_separable_blur_backward: CPU kernel got tensors on ", grad.device(), " and ",
                     weight.device());
-  TORCH_CHECK_TYPE(grad.scalar_type() == weight.scalar_type(), "xaifast::_separable_blur_backward: weight dtype ",
-                   weight.scalar_type(), " must match grad dtype ", grad.scalar_type());
+  check_blur_dtypes(grad, weight, "xaifast::_separable_blur_backward", "grad");
   const BlurGeometry g = blur_geometry(input_size, weight, stride, padding, padding_mode);
-  TORCH_CHECK_VALUE(grad.dim() == 4 && grad.size(0) * grad.size(1) == g.planes && grad.size(2) == g.out_height &&
-                        grad.size(3) == g.out_width,
-                    "xaifast::_separable_blur_backward: grad has shape ", grad.sizes(), ", expected (",
-                    input_size[0], ", ", input_size[1], ", ", g.out_height, ", ", g.out_width, ")");
+  check_blur_grad(grad, g, input_size);
   const bool reduced = grad.scalar_type() == at::kHalf || grad.scalar_type() == at::kBFloat16;
   const at::Tensor go = (reduced ? grad.to(at::kFloat) : grad).contiguous();
   const at::Tensor w = (reduced ? weight.to(at::kFloat) : weight).contiguous();

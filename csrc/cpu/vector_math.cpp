@@ -18,7 +18,7 @@ namespace {
 // they stay in registers/L1; the order of the sum over k is the same for every output.
 template <typename T>
 XAI_ALWAYS_INLINE void correlate_valid_impl(int64_t n, int64_t K, const T* __restrict__ f, const T* __restrict__ x,
-                                 T* __restrict__ y) {
+                                            T* __restrict__ y) {
   constexpr int64_t kBlock = 64;
   for (int64_t start = 0; start < n; start += kBlock) {
     const int64_t len = n - start < kBlock ? n - start : kBlock;
@@ -35,7 +35,7 @@ XAI_ALWAYS_INLINE void correlate_valid_impl(int64_t n, int64_t K, const T* __res
 
 template <typename T>
 XAI_ALWAYS_INLINE void weighted_rows_impl(int64_t n, int64_t count, const T* __restrict__ w, const T* const* rows,
-                               T* __restrict__ y) {
+                                          T* __restrict__ y) {
   constexpr int64_t kBlock = 64;
   for (int64_t start = 0; start < n; start += kBlock) {
     const int64_t len = n - start < kBlock ? n - start : kBlock;
@@ -52,7 +52,7 @@ XAI_ALWAYS_INLINE void weighted_rows_impl(int64_t n, int64_t count, const T* __r
 
 template <typename T>
 XAI_ALWAYS_INLINE void running_sums_impl(int64_t n, const T* __restrict__ prev0, const T* __restrict__ prev1,
-                              const T* __restrict__ x, T weight, T* __restrict__ sum0, T* __restrict__ sum1) {
+                                         const T* __restrict__ x, T weight, T* __restrict__ sum0, T* __restrict__ sum1) {
   for (int64_t i = 0; i < n; ++i) {
     sum0[i] = prev0[i] + x[i];
     sum1[i] = prev1[i] + weight * x[i];

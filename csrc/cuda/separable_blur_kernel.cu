@@ -116,8 +116,7 @@ at::Tensor separable_blur_cuda(const at::Tensor& input, const at::Tensor& weight
   TORCH_CHECK_VALUE(input.is_cuda() && weight.device() == input.device(),
                     "xaifast::separable_blur: CUDA kernel needs input and weight on one CUDA device, got ",
                     input.device(), " and ", weight.device());
-  TORCH_CHECK_TYPE(input.scalar_type() == weight.scalar_type(), "xaifast::separable_blur: weight dtype ",
-                   weight.scalar_type(), " must match input dtype ", input.scalar_type());
+  check_blur_dtypes(input, weight, "xaifast::separable_blur", "input");
   const BlurGeometry g = blur_geometry(input.sizes(), weight, stride, padding, padding_mode);
   c10::cuda::CUDAGuard guard(input.device());
   const at::Tensor x = input.contiguous();
@@ -144,13 +143,9 @@ at::Tensor separable_blur_backward_cuda(const at::Tensor& grad, const at::Tensor
                                         int64_t stride, int64_t padding, c10::string_view padding_mode) {
   TORCH_CHECK_VALUE(grad.is_cuda() && weight.device() == grad.device(),
                     "xaifast::_separable_blur_backward: CUDA kernel needs grad and weight on one CUDA device");
-  TORCH_CHECK_TYPE(grad.scalar_type() == weight.scalar_type(), "xaifast::_separable_blur_backward: weight dtype ",
-                   weight.scalar_type(), " must match grad dtype ", grad.scalar_type());
+  check_blur_dtypes(grad, weight, "xaifast::_separable_blur_backward", "grad");
   const BlurGeometry g = blur_geometry(input_size, weight, stride, padding, padding_mode);
-  TORCH_CHECK_VALUE(grad.dim() == 4 && grad.size(0) * grad.size(1) == g.planes && grad.size(2) == g.out_height &&
-                        grad.size(3) == g.out_width,
-                    "xaifast::_separable_blur_backward: grad has shape ", grad.sizes(), ", expected (",
-                    input_size[0], ", ", input_size[1], ", ", g.out_height, ", ", g.out_width, ")");
+  check_blur_grad(grad, g, input_size);
   c10::cuda::CUDAGuard guard(grad.device());
   const at::Tensor go = grad.contiguous();
   at::Tensor grad_input = at::empty(input_size, go.options());

@@ -63,7 +63,12 @@ def separable_blur(input, weight, stride=1, padding=0, padding_mode="constant", 
         >>> separable_blur(x, gaussian_kernel(2.0)).shape
         torch.Size([2, 3, 32, 32])
     """
-    check_tensor("input", input, ndim=4)
+    return _separable_blur(input, weight, stride, padding, padding_mode, padding_value)
+
+
+def _separable_blur(input, weight, stride, padding, padding_mode, padding_value, input_name="input"):
+    # The checks and dispatch of separable_blur; `input_name` is the caller's name for `input`.
+    check_tensor(input_name, input, ndim=4)
     check_tensor("weight", weight, ndim=1)
     if weight.shape[0] % 2 != 1:
         raise ValueError(f"weight must have an odd number of taps (2R + 1), got {weight.shape[0]}")
@@ -73,7 +78,7 @@ def separable_blur(input, weight, stride=1, padding=0, padding_mode="constant", 
         raise ValueError("weight must not require grad: separable_blur is differentiable with respect to "
                          "input only (pass weight.detach())")
     if input.shape[-2] == 0 or input.shape[-1] == 0:
-        raise ValueError(f"input must have a non-empty height and width, got shape {tuple(input.shape)}")
+        raise ValueError(f"{input_name} must have a non-empty height and width, got shape {tuple(input.shape)}")
     stride = check_int("stride", stride, minimum=1)
     padding = check_int("padding", padding, minimum=0)
     padding_value = _check_padding(input, (weight.shape[0] - 1) // 2 + padding, padding_mode, padding_value)
@@ -151,20 +156,9 @@ def imsmooth(tensor, sigma, stride=1, padding=0, padding_mode="constant", paddin
         # TorchRay pads the columns by `padding` before its vertical pass and the rows again by
         # `padding` after it: reproduce that shape and those numbers.
         padded = F.pad(tensor, (padding, padding, 0, 0))
-        out = _blur_named(padded, weight, stride, padding, padding_mode, padding_value)
+        out = _separable_blur(padded, weight, stride, padding, padding_mode, padding_value, "tensor")
         return F.pad(out, (0, 0, padding, padding))
-    return _blur_named(tensor, weight, stride, padding, padding_mode, padding_value)
-
-
-def _blur_named(tensor, weight, stride, padding, padding_mode, padding_value):
-    # separable_blur names its first argument `input`; imsmooth's is `tensor`.
-    try:
-        return separable_blur(tensor, weight, stride, padding, padding_mode, padding_value)
-    except (TypeError, ValueError) as exc:
-        message = str(exc)
-        if message.startswith("input "):
-            message = "tensor " + message[len("input "):]
-        raise type(exc)(message) from None
+    return _separable_blur(tensor, weight, stride, padding, padding_mode, padding_value, "tensor")
 
 
 if HAS_EXT:
