@@ -41,6 +41,15 @@ TORCH_LIBRARY(xaifast, m) {
   // the gradient with respect to the mask.
   m.def("pyramid_lookup(Tensor pyramid, Tensor mask) -> Tensor");
   m.def("_pyramid_lookup_backward(Tensor grad, Tensor pyramid, Tensor mask) -> Tensor");
+  // Extremal perturbation's smooth mask (TorchRay's MaskGenerator.generate) in one pass: each
+  // pixel pools its window of weighted parameters (see csrc/common/smooth_mask.h); mask_in
+  // (K, 1, h, w), weight (window^2, wh, ww) read at (y % wh, x % ww). Returns the unclamped full
+  // mask (K, 1, H, W) and, for softmax pooling, the per-pixel (max, sum) the backward reuses
+  // (K, 2, H, W; K x 0 x H x W otherwise).
+  m.def("smooth_mask(Tensor mask_in, Tensor weight, int step, int padding, str pooling_method, "
+        "float coldness) -> (Tensor, Tensor)");
+  m.def("_smooth_mask_backward(Tensor grad, Tensor mask_in, Tensor weight, Tensor full, Tensor stats, int step, "
+        "int padding, str pooling_method, float coldness) -> Tensor");
   m.def("colorize_into(Tensor heatmaps, Tensor? vmin, Tensor? vmax, Tensor palette, bool symmetric, "
         "Tensor(a!) out) -> ()");
 }
@@ -77,7 +86,7 @@ std::vector<std::string> simd() {
   flags.push_back("avx512f");
 #endif
 #if defined(__GNUC__) && defined(__x86_64__) && defined(__linux__)
-  flags.push_back("target_clones(avx512f,avx2+fma)");
+  flags.push_back("target_clones(x86-64-v4,x86-64-v3)");
 #endif
   return flags;
 }

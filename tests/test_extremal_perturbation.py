@@ -122,7 +122,11 @@ def test_loop_matches_torchray(same_mask_op, config):
     dict(reward="contrastive_reward", spatial=True, areas=[0.1, 0.2]),
 ], ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()))
 def test_short_run_matches_torchray(torchray_ep, config):
-    (masks, hist), (expected_masks, expected_hist) = _run_both(torchray_ep, config, max_iter=3)
+    # One iteration against unmodified TorchRay. Past the first, Adam's normalised steps turn
+    # float32 rounding (a last-bit change of TorchRay's own weights does it) into 2e-3 mask
+    # differences by the second iteration: longer runs are compared with the same mask op
+    # (test_loop_matches_torchray), whose outputs match TorchRay's generator to rounding.
+    (masks, hist), (expected_masks, expected_hist) = _run_both(torchray_ep, config, max_iter=1)
     torch.testing.assert_close(masks, expected_masks, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(hist, expected_hist, rtol=1e-4, atol=1e-4)
 

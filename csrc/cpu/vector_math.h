@@ -7,8 +7,12 @@
 
 #include <cstdint>
 
+// The clones are the x86-64 ISA levels v4 (AVX-512 F/BW/CD/DQ/VL) and v3 (AVX2, FMA), which the
+// resolver picks by CPU *features*. Named CPUs ("arch=skylake-avx512", "arch=haswell") would be
+// picked by CPU *model* (__builtin_cpu_is): a newer model than the compiler knows (an Emerald
+// Rapids Xeon under GCC 12, for one) then silently ran the SSE2 default.
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-#define XAI_MULTIVERSION __attribute__((target_clones("arch=skylake-avx512", "arch=haswell", "default")))
+#define XAI_MULTIVERSION __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define XAI_MULTIVERSION
 #endif

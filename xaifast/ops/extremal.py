@@ -3,8 +3,9 @@ regulariser, with references in :mod:`xaifast.reference.extremal`.
 
 These wrappers check their arguments, then run the compiled kernel where the device has one
 (``pyramid_lookup``: CPU and CUDA kernels, forward and backward) and the reference otherwise;
-the references are the specification. ``smooth_mask`` and ``area_loss`` run their references
-(a fused mask kernel is still to come). ``blur_pyramid`` already
+the references are the specification. ``smooth_mask`` runs the fused ``smooth_mask`` kernel
+(CPU and CUDA, forward and backward; the banded reference for geometries where a pixel's cell is
+not ``y // step``), ``area_loss`` its reference (a selection, not a sort). ``blur_pyramid``
 runs on the compiled blur (``imsmooth``), one call per level for the whole batch.
 """
 
@@ -148,6 +149,13 @@ def smooth_mask(mask_in, shape, step, sigma, clamp=True, pooling_method="softmax
     if not isinstance(clamp, bool):
         raise TypeError(f"clamp must be a bool, got {type(clamp).__name__}")
     check_choice("pooling_method", pooling_method, POOLING_METHODS)
+    geometry = reference.mask_geometry(shape, step, sigma)
+    if (HAS_EXT and has_kernel(mask_in.device) and geometry.regular
+            and mask_in.dtype in (torch.float32, torch.float64)):
+        weight = geometry.plane_weights(mask_in.device, mask_in.dtype)
+        full, _ = torch.ops.xaifast.smooth_mask(mask_in, weight, step, geometry.padding, pooling_method,
+                                                reference.COLDNESS)
+        return reference.clamp_and_crop(full, geometry, clamp)
     return reference.smooth_mask(mask_in, shape, step, sigma, clamp, pooling_method)
 
 
@@ -222,3 +230,40 @@ if HAS_EXT:
 
     torch.library.register_autograd("xaifast::pyramid_lookup", _pyramid_lookup_backward,
                                     setup_context=_pyramid_lookup_setup)
+
+    def _smooth_mask_shape(mask_in, weight, padding, step):
+        window = math.isqrt(int(weight.shape[0]))
+        torch._check(window * window == weight.shape[0], lambda: "smooth_mask: weight must hold window^2 planes")
+        torch._check(mask_in.dim() == 4 and mask_in.shape[1] == 1, lambda: "smooth_mask: mask_in must be (K, 1, h, w)")
+        mid_h = mask_in.shape[2] + 2 * padding - window + 1
+        mid_w = mask_in.shape[3] + 2 * padding - window + 1
+        return step * mid_h - step + 1, step * mid_w - step + 1
+
+    @torch.library.register_fake("xaifast::smooth_mask")
+    def _smooth_mask_fake(mask_in, weight, step, padding, pooling_method, coldness):
+        out_h, out_w = _smooth_mask_shape(mask_in, weight, padding, step)
+        stats = 2 if pooling_method == "softmax" else 0
+        return (mask_in.new_empty((mask_in.shape[0], 1, out_h, out_w)),
+                mask_in.new_empty((mask_in.shape[0], stats, out_h, out_w)))
+
+    @torch.library.register_fake("xaifast::_smooth_mask_backward")
+    def _smooth_mask_backward_fake(grad, mask_in, weight, full, stats, step, padding, pooling_method, coldness):
+        return torch.empty_like(mask_in, memory_format=torch.contiguous_format)
+
+    def _smooth_mask_setup(ctx, inputs, output):
+        mask_in, weight, step, padding, pooling_method, coldness = inputs
+        ctx.mark_non_differentiable(output[1])
+        ctx.save_for_backward(mask_in, weight, output[0], output[1])
+        ctx.arguments = (step, padding, pooling_method, coldness)
+
+    def _smooth_mask_backward(ctx, grad, _grad_stats):
+        mask_in, weight, full, stats = ctx.saved_tensors
+        if ctx.needs_input_grad[1]:
+            raise NotImplementedError("xaifast::smooth_mask: no gradient with respect to weight (a constant of "
+                                      "the mask geometry)")
+        grad_in = torch.ops.xaifast._smooth_mask_backward(grad.contiguous(), mask_in, weight, full, stats,
+                                                          *ctx.arguments)
+        return grad_in, None, None, None, None, None
+
+    torch.library.register_autograd("xaifast::smooth_mask", _smooth_mask_backward,
+                                    setup_context=_smooth_mask_setup)

@@ -185,6 +185,18 @@ class MaskGeometry:
             self._cache[key] = blocks.to(device=device, dtype=dtype)
         return self._cache[key]
 
+    def plane_weights(self, device, dtype):
+        """The weights as the ``smooth_mask`` kernels read them, at ``(y % h, x % w)``.
+
+        Periodic: one cell, ``((2r+1)^2, step, step)``; otherwise the full
+        ``((2r+1)^2, H_out, W_out)``. Cached per device and dtype.
+        """
+        key = ("planes", torch.device(device), dtype)
+        if key not in self._cache:
+            weight = self._cell if self.periodic else self._weight
+            self._cache[key] = weight.to(device=device, dtype=dtype).contiguous()
+        return self._cache[key]
+
     def full_weight(self, device, dtype):
         """TorchRay's ``MaskGenerator.weight`` without its leading 1: ``((2r+1)^2, H_out, W_out)``."""
         weight = self._tile(self._cell) if self.periodic else self._weight
@@ -311,10 +323,12 @@ def smooth_mask_dense(mask_in, geometry, clamp=True, pooling_method="softmax", c
     values = values[:, :, :geometry.shape_out[0], :geometry.shape_out[1]]
     values = geometry.full_weight(mask_in.device, mask_in.dtype) * values
     full = _pool(values, pooling_method, coldness).unsqueeze(1)
-    return _clamp_and_crop(full, geometry, clamp)
+    return clamp_and_crop(full, geometry, clamp)
 
 
-def _clamp_and_crop(full, geometry, clamp):
+def clamp_and_crop(full, geometry, clamp):
+    """``(cropped, full)`` of a pooled full mask: clamped to ``[0, 1]`` if ``clamp``, then the
+    image-sized window at offset ``round(sigma)`` (a view)."""
     if clamp:
         full = full.clamp(min=0, max=1)
     top = geometry.crop
@@ -350,7 +364,7 @@ def smooth_mask(mask_in, shape, step, sigma, clamp=True, pooling_method="softmax
     if not geometry.regular:
         return smooth_mask_dense(mask_in, geometry, clamp, pooling_method)
     full = _BlockPooling.apply(mask_in, geometry, pooling_method)
-    return _clamp_and_crop(full, geometry, clamp)
+    return clamp_and_crop(full, geometry, clamp)
 
 
 def _reference_counts(area, size):

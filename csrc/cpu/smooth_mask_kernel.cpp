@@ -1,0 +1,220 @@
+// CPU kernels of xaifast::smooth_mask (TorchRay's MaskGenerator.generate, fused) and its backward.
+//
+// Forward, per output row: the window values v_k = w_k * m_k of 16 pixels at a time are formed in
+// a small buffer, pooled and dropped; the (K, window^2, H, W) tensor of the reference never exists.
+// The parameters are first upsampled along x (one row of `step`-wide runs per padded parameter
+// row), so a window column is a contiguous load; the weights of each row phase are tiled along x.
+// Backward, per cell row: the gradient of every window value, d out / d v_k * w_k * g, summed
+// over the cell's pixels (the gradient of TorchRay's unfolded parameters), then folded back
+// onto the parameters. Every sum runs in a fixed order, so any thread count gives the same bits.
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/zeros.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "cpu/smooth_mask_rows.h"
+#include "smooth_mask.h"
+
+namespace xaifast {
+namespace {
+
+using cpu::kMaskLanes;
+
+struct Layout {
+  SmoothMaskGeometry g;
+  int64_t width_pad;  // out_w rounded up to whole lanes
+  int64_t u_rows, u_width;
+};
+
+Layout make_layout(const SmoothMaskGeometry& g) {
+  Layout s;
+  s.g = g;
+  s.width_pad = (g.out_w + kMaskLanes - 1) / kMaskLanes * kMaskLanes;
+  s.u_rows = g.in_h + 2 * g.padding;
+  s.u_width = s.width_pad + (g.window - 1) * g.step;
+  return s;
+}
+
+// u[k][a][x] = padded parameter (a, x / step) of mask k: zero outside the parameters.
+template <typename T>
+std::vector<T> upsampled_rows(const T* mask, const Layout& s) {
+  const SmoothMaskGeometry& g = s.g;
+  std::vector<T> u(static_cast<size_t>(g.masks * s.u_rows * s.u_width));
+  at::parallel_for(0, g.masks * s.u_rows, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t k = row / s.u_rows, a = row % s.u_rows - g.padding;
+      T* dst = u.data() + row * s.u_width;
+      for (int64_t x = 0; x < s.u_width; ++x) {
+        const int64_t b = x / g.step - g.padding;
+        dst[x] = (a >= 0 && a < g.in_h && b >= 0 && b < g.in_w) ? mask[(k * g.in_h + a) * g.in_w + b] : T(0);
+      }
+    }
+  });
+  return u;
+}
+
+// tiled[phase][t][x] = weight[t][phase][x % weight_w], phase < weight_h, x < width_pad.
+template <typename T>
+std::vector<T> tiled_weights(const T* weight, const Layout& s) {
+  const SmoothMaskGeometry& g = s.g;
+  const int64_t taps = g.window * g.window;
+  std::vector<T> tiled(static_cast<size_t>(g.weight_h * taps * s.width_pad));
+  at::parallel_for(0, g.weight_h * taps, 64, [&](int64_t begin, int64_t end) {
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t phase = row / taps, t = row % taps;
+      const T* src = weight + (t * g.weight_h + phase) * g.weight_w;
+      T* dst = tiled.data() + row * s.width_pad;
+      for (int64_t x = 0; x < s.width_pad; ++x) dst[x] = src[x % g.weight_w];
+    }
+  });
+  return tiled;
+}
+
+template <typename T>
+void forward(const T* mask, const T* weight, const Layout& s, MaskPooling pooling, T coldness, T* out, T* stats) {
+  const SmoothMaskGeometry& g = s.g;
+  const std::vector<T> u = upsampled_rows(mask, s);
+  const std::vector<T> tiled = tiled_weights(weight, s);
+  const int64_t taps = g.window * g.window, plane = g.out_h * g.out_w;
+  const bool softmax = pooling == MaskPooling::Softmax;
+  at::parallel_for(0, g.masks * g.out_h, 4, [&](int64_t begin, int64_t end) {
+    std::vector<T> scratch(static_cast<size_t>(taps * kMaskLanes)), row(static_cast<size_t>(3 * s.width_pad));
+    std::vector<const T*> rows(static_cast<size_t>(g.window));
+    T* pooled = row.data();
+    T* top = pooled + s.width_pad;
+    T* sum = top + s.width_pad;
+    for (int64_t index = begin; index < end; ++index) {
+      const int64_t k = index / g.out_h, y = index % g.out_h, cell = y / g.step;
+      for (int64_t i = 0; i < g.window; ++i) rows[i] = u.data() + (k * s.u_rows + cell + i) * s.u_width;
+      const T* w = tiled.data() + (y % g.weight_h) * taps * s.width_pad;
+      cpu::smooth_mask_row(s.width_pad, g.window, g.step, rows.data(), w, coldness, static_cast<int>(pooling),
+                           pooled, top, sum, scratch.data());
+      std::copy(pooled, pooled + g.out_w, out + k * plane + y * g.out_w);
+      if (softmax) {
+        std::copy(top, top + g.out_w, stats + 2 * k * plane + y * g.out_w);
+        std::copy(sum, sum + g.out_w, stats + (2 * k + 1) * plane + y * g.out_w);
+      }
+    }
+  });
+}
+
+template <typename T>
+void backward(const T* grad, const T* mask, const T* weight, const T* full, const T* stats, const Layout& s,
+              MaskPooling pooling, T coldness, T* grad_in) {
+  const SmoothMaskGeometry& g = s.g;
+  const std::vector<T> u = upsampled_rows(mask, s);
+  const std::vector<T> tiled = tiled_weights(weight, s);
+  const int64_t taps = g.window * g.window, plane = g.out_h * g.out_w, cells = g.mid_h * g.mid_w;
+  const bool softmax = pooling == MaskPooling::Softmax;
+  // cell_grad[k][t][r][c]: gradient of the window value t of cell (r, c) (TorchRay's unfolded parameter).
+  std::vector<T> cell_grad(static_cast<size_t>(g.masks * taps * cells));
+  at::parallel_for(0, g.masks * g.mid_h, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> acc(static_cast<size_t>(taps * s.width_pad));
+    std::vector<T> row(static_cast<size_t>(4 * s.width_pad));
+    std::vector<const T*> rows(static_cast<size_t>(g.window));
+    T* g_row = row.data();
+    T* out_row = g_row + s.width_pad;
+    T* top = out_row + s.width_pad;
+    T* sum = top + s.width_pad;
+    std::fill(row.begin(), row.end(), T(0));  // lanes past out_w: g = 0, so they add nothing
+    std::fill(sum, sum + s.width_pad, T(1));
+    for (int64_t index = begin; index < end; ++index) {
+      const int64_t k = index / g.mid_h, cell = index % g.mid_h;
+      std::fill(acc.begin(), acc.end(), T(0));
+      for (int64_t i = 0; i < g.window; ++i) rows[i] = u.data() + (k * s.u_rows + cell + i) * s.u_width;
+      const int64_t y_end = std::min(g.out_h, (cell + 1) * g.step);
+      for (int64_t y = cell * g.step; y < y_end; ++y) {
+        const int64_t offset = k * plane + y * g.out_w;
+        std::copy(grad + offset, grad + offset + g.out_w, g_row);
+        std::copy(full + offset, full + offset + g.out_w, out_row);
+        if (softmax) {
+          std::copy(stats + 2 * k * plane + y * g.out_w, stats + 2 * k * plane + (y + 1) * g.out_w, top);
+          std::copy(stats + (2 * k + 1) * plane + y * g.out_w, stats + (2 * k + 1) * plane + (y + 1) * g.out_w, sum);
+        }
+        const T* w = tiled.data() + (y % g.weight_h) * taps * s.width_pad;
+        cpu::smooth_mask_backward_row(s.width_pad, g.window, g.step, rows.data(), w, coldness,
+                                      static_cast<int>(pooling), g_row, out_row, top, sum, acc.data());
+      }
+      for (int64_t t = 0; t < taps; ++t) {
+        const T* a = acc.data() + t * s.width_pad;
+        T* dst = cell_grad.data() + ((k * taps + t) * g.mid_h + cell) * g.mid_w;
+        for (int64_t c = 0; c < g.mid_w; ++c) {
+          const int64_t x_end = std::min(g.out_w, (c + 1) * g.step);
+          T total = T(0);
+          for (int64_t x = c * g.step; x < x_end; ++x) total += a[x];
+          dst[c] = total;
+        }
+      }
+    }
+  });
+  // Fold: parameter (a, b) receives window value (i, j) of cell (a + padding - i, b + padding - j).
+  at::parallel_for(0, g.masks * g.in_h, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t index = begin; index < end; ++index) {
+      const int64_t k = index / g.in_h, a = index % g.in_h;
+      for (int64_t b = 0; b < g.in_w; ++b) {
+        T total = T(0);
+        for (int64_t i = 0; i < g.window; ++i) {
+          const int64_t r = a + g.padding - i;
+          if (r < 0 || r >= g.mid_h) continue;
+          for (int64_t j = 0; j < g.window; ++j) {
+            const int64_t c = b + g.padding - j;
+            if (c < 0 || c >= g.mid_w) continue;
+            total += cell_grad[((k * taps + i * g.window + j) * g.mid_h + r) * g.mid_w + c];
+          }
+        }
+        grad_in[(k * g.in_h + a) * g.in_w + b] = total;
+      }
+    }
+  });
+}
+
+std::tuple<at::Tensor, at::Tensor> smooth_mask_cpu(const at::Tensor& mask_in, const at::Tensor& weight,
+                                                   int64_t step, int64_t padding, c10::string_view pooling_method,
+                                                   double coldness) {
+  const char* op = "xaifast::smooth_mask";
+  const SmoothMaskGeometry g = smooth_mask_geometry(mask_in, weight, step, padding, coldness, op);
+  const MaskPooling pooling = parse_mask_pooling(std::string(pooling_method), op);
+  const Layout s = make_layout(g);
+  const at::Tensor m = mask_in.contiguous(), w = weight.contiguous();
+  at::Tensor out = at::empty({g.masks, 1, g.out_h, g.out_w}, m.options());
+  at::Tensor stats = at::empty({g.masks, pooling == MaskPooling::Softmax ? 2 : 0, g.out_h, g.out_w}, m.options());
+  AT_DISPATCH_FLOATING_TYPES(m.scalar_type(), "smooth_mask_cpu", [&] {
+    forward<scalar_t>(m.data_ptr<scalar_t>(), w.data_ptr<scalar_t>(), s, pooling, static_cast<scalar_t>(coldness),
+                      out.data_ptr<scalar_t>(), stats.data_ptr<scalar_t>());
+  });
+  return {out, stats};
+}
+
+at::Tensor smooth_mask_backward_cpu(const at::Tensor& grad, const at::Tensor& mask_in, const at::Tensor& weight,
+                                   const at::Tensor& full, const at::Tensor& stats, int64_t step, int64_t padding,
+                                   c10::string_view pooling_method, double coldness) {
+  const char* op = "xaifast::_smooth_mask_backward";
+  const SmoothMaskGeometry g = smooth_mask_geometry(mask_in, weight, step, padding, coldness, op);
+  const MaskPooling pooling = parse_mask_pooling(std::string(pooling_method), op);
+  check_smooth_mask_backward_args(grad, mask_in, full, stats, g, pooling, op);
+  const Layout s = make_layout(g);
+  const at::Tensor gr = grad.contiguous(), m = mask_in.contiguous(), w = weight.contiguous(), f = full.contiguous(),
+                   st = stats.contiguous();
+  at::Tensor grad_in = at::empty({g.masks, 1, g.in_h, g.in_w}, m.options());
+  AT_DISPATCH_FLOATING_TYPES(m.scalar_type(), "smooth_mask_backward_cpu", [&] {
+    backward<scalar_t>(gr.data_ptr<scalar_t>(), m.data_ptr<scalar_t>(), w.data_ptr<scalar_t>(),
+                       f.data_ptr<scalar_t>(), st.data_ptr<scalar_t>(), s, pooling, static_cast<scalar_t>(coldness),
+                       grad_in.data_ptr<scalar_t>());
+  });
+  return grad_in;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(xaifast, CPU, m) {
+  m.impl("smooth_mask", &smooth_mask_cpu);
+  m.impl("_smooth_mask_backward", &smooth_mask_backward_cpu);
+}
+
+}  // namespace xaifast

@@ -1,0 +1,193 @@
+#include "cpu/smooth_mask_rows.h"
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "common/smooth_mask.h"
+#include "cpu/vector_math.h"
+
+// The vector helpers below are always inlined: the ABI note about passing 64-byte vectors does not apply.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
+
+#if defined(__GNUC__)
+#define XAI_ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define XAI_ALWAYS_INLINE inline
+#endif
+
+namespace xaifast {
+namespace cpu {
+namespace {
+
+constexpr int64_t L = kMaskLanes;
+
+// kMaskLanes values in one GCC vector: each target_clones variant lowers it to its own registers
+// (one zmm, two ymm, four xmm), so the loops below are vectorised whatever the clone.
+template <typename T>
+struct Lanes;
+template <>
+struct Lanes<float> {
+  typedef float type __attribute__((vector_size(sizeof(float) * kMaskLanes)));
+  typedef int32_t bits __attribute__((vector_size(sizeof(int32_t) * kMaskLanes)));
+};
+template <>
+struct Lanes<double> {
+  typedef double type __attribute__((vector_size(sizeof(double) * kMaskLanes)));
+};
+
+template <typename V>
+XAI_ALWAYS_INLINE V load(const void* p) {
+  V v;
+  std::memcpy(&v, p, sizeof(V));
+  return v;
+}
+
+template <typename V>
+XAI_ALWAYS_INLINE void store(void* p, V v) {
+  std::memcpy(p, &v, sizeof(V));
+}
+
+// expf without branches on whole vectors: x = n ln 2 + r with |r| <= ln 2 / 2 (n rounded to
+// nearest by the 1.5 * 2^23 trick, ln 2 split in two for an exact product), a degree-6 polynomial
+// for e^r (Cephes' coefficients, about 1 ulp), and 2^n from the exponent bits. Arguments below
+// -87.3 give ~1e-38 instead of 0.
+XAI_ALWAYS_INLINE Lanes<float>::type fast_exp(Lanes<float>::type x) {
+  typedef Lanes<float>::type V;
+  const V lo = V{} - 87.33654f, hi = V{} + 88.3762626647949f;
+  x = x < lo ? lo : x;
+  x = x > hi ? hi : x;
+  const float magic = 12582912.0f;
+  const V n = (x * 1.44269504088896341f + magic) - magic;
+  V r = x - n * 0.693359375f;
+  r = r - n * -2.12194440e-4f;
+  V p = V{} + 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  const Lanes<float>::bits e = (__builtin_convertvector(n, Lanes<float>::bits) + 127) << 23;
+  return p * (V)e;  // a same-size vector cast reinterprets the bits
+}
+
+XAI_ALWAYS_INLINE Lanes<double>::type fast_exp(Lanes<double>::type x) {
+  for (int64_t l = 0; l < L; ++l) x[l] = std::exp(x[l]);
+  return x;
+}
+
+template <typename T>
+XAI_ALWAYS_INLINE typename Lanes<T>::type sigmoid_lanes(typename Lanes<T>::type sum, T coldness) {
+  for (int64_t l = 0; l < L; ++l) sum[l] = sigmoid_pool<T>(sum[l], coldness);
+  return sum;
+}
+
+template <typename T>
+XAI_ALWAYS_INLINE void forward_row_impl(int64_t width_pad, int64_t window, int64_t step, const T* const* u,
+                                        const T* w, T coldness, int pooling, T* __restrict__ out,
+                                        T* __restrict__ row_max, T* __restrict__ row_sum, T* __restrict__ values) {
+  typedef typename Lanes<T>::type V;
+  const int64_t taps = window * window;
+  for (int64_t x0 = 0; x0 < width_pad; x0 += L) {
+    if (pooling == static_cast<int>(MaskPooling::Softmax)) {
+      V top = V{} - std::numeric_limits<T>::infinity();
+      for (int64_t i = 0; i < window; ++i) {
+        for (int64_t j = 0; j < window; ++j) {
+          const int64_t k = i * window + j;
+          const V v = load<V>(w + k * width_pad + x0) * load<V>(u[i] + x0 + j * step);
+          store(values + k * L, v);
+          const V cv = coldness * v;
+          top = cv > top ? cv : top;
+        }
+      }
+      V sum = V{}, dot = V{};
+      for (int64_t k = 0; k < taps; ++k) {
+        const V v = load<V>(values + k * L);
+        const V e = fast_exp(coldness * v - top);
+        sum += e;
+        dot += v * e;
+      }
+      store(out + x0, dot / sum);
+      store(row_max + x0, top);
+      store(row_sum + x0, sum);
+    } else {
+      V sum = V{};
+      for (int64_t i = 0; i < window; ++i) {
+        for (int64_t j = 0; j < window; ++j) {
+          sum += load<V>(w + (i * window + j) * width_pad + x0) * load<V>(u[i] + x0 + j * step);
+        }
+      }
+      store(out + x0, pooling == static_cast<int>(MaskPooling::Sum) ? sum : sigmoid_lanes<T>(sum, coldness));
+    }
+  }
+}
+
+template <typename T>
+XAI_ALWAYS_INLINE void backward_row_impl(int64_t width_pad, int64_t window, int64_t step, const T* const* u,
+                                         const T* w, T coldness, int pooling, const T* __restrict__ g,
+                                         const T* __restrict__ out, const T* __restrict__ row_max,
+                                         const T* __restrict__ row_sum, T* __restrict__ acc) {
+  typedef typename Lanes<T>::type V;
+  for (int64_t x0 = 0; x0 < width_pad; x0 += L) {
+    const V gv = load<V>(g + x0), ov = load<V>(out + x0);
+    if (pooling == static_cast<int>(MaskPooling::Softmax)) {
+      // g d out / d v_k = p_k (offset + slope v_k): see softmax_pool_grad_terms.
+      const V offset = gv * (T(1) - coldness * ov), slope = gv * coldness;
+      const V inv_sum = T(1) / load<V>(row_sum + x0), top = load<V>(row_max + x0);
+      for (int64_t i = 0; i < window; ++i) {
+        for (int64_t j = 0; j < window; ++j) {
+          const int64_t k = i * window + j;
+          const V wk = load<V>(w + k * width_pad + x0);
+          const V v = wk * load<V>(u[i] + x0 + j * step);
+          const V share = fast_exp(coldness * v - top) * inv_sum;
+          store(acc + k * width_pad + x0, load<V>(acc + k * width_pad + x0) + share * (offset + slope * v) * wk);
+        }
+      }
+    } else {
+      V d;
+      for (int64_t l = 0; l < L; ++l) d[l] = linear_pool_grad<T>(static_cast<MaskPooling>(pooling), gv[l], ov[l], coldness);
+      for (int64_t k = 0; k < window * window; ++k) {
+        store(acc + k * width_pad + x0, load<V>(acc + k * width_pad + x0) + d * load<V>(w + k * width_pad + x0));
+      }
+    }
+  }
+}
+
+}  // namespace
+
+XAI_MULTIVERSION void smooth_mask_row(int64_t width_pad, int64_t window, int64_t step, const float* const* u,
+                                      const float* w, float coldness, int pooling, float* out, float* row_max,
+                                      float* row_sum, float* scratch) {
+  forward_row_impl(width_pad, window, step, u, w, coldness, pooling, out, row_max, row_sum, scratch);
+}
+
+XAI_MULTIVERSION void smooth_mask_row(int64_t width_pad, int64_t window, int64_t step, const double* const* u,
+                                      const double* w, double coldness, int pooling, double* out, double* row_max,
+                                      double* row_sum, double* scratch) {
+  forward_row_impl(width_pad, window, step, u, w, coldness, pooling, out, row_max, row_sum, scratch);
+}
+
+XAI_MULTIVERSION void smooth_mask_backward_row(int64_t width_pad, int64_t window, int64_t step,
+                                               const float* const* u, const float* w, float coldness, int pooling,
+                                               const float* g, const float* out, const float* row_max,
+                                               const float* row_sum, float* acc) {
+  backward_row_impl(width_pad, window, step, u, w, coldness, pooling, g, out, row_max, row_sum, acc);
+}
+
+XAI_MULTIVERSION void smooth_mask_backward_row(int64_t width_pad, int64_t window, int64_t step,
+                                               const double* const* u, const double* w, double coldness,
+                                               int pooling, const double* g, const double* out,
+                                               const double* row_max, const double* row_sum, double* acc) {
+  backward_row_impl(width_pad, window, step, u, w, coldness, pooling, g, out, row_max, row_sum, acc);
+}
+
+float mask_exp_float(float x) {
+  Lanes<float>::type v = Lanes<float>::type{} + x;
+  return fast_exp(v)[0];
+}
+
+}  // namespace cpu
+}  // namespace xaifast
