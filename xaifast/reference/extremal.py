@@ -413,10 +413,11 @@ def area_loss(mask, area):
                 threshold = torch.kthvalue(chosen, zeros + 1, dim=1, keepdim=True).values
                 above = chosen > threshold
                 tied = chosen == threshold
-                # Ties take the remaining ones from the end: count ties at or after each index.
-                from_end = tied.flip(1).cumsum(1).flip(1)
-                missing = num_ones - above.sum(1, keepdim=True)
-                top = (above | (tied & (from_end <= missing))).to(rows.dtype)
+                # The last `missing` ties in index order take the remaining ones: the tie of
+                # rank j (1-based, cumulative count) does when j > ties - missing.
+                missing = num_ones - above.sum(1, keepdim=True, dtype=torch.int32)
+                rank = tied.cumsum(1, dtype=torch.int32)
+                top = (above | (tied & (rank > rank[:, -1:] - missing))).to(rows.dtype)
             if len(indices) == rows.shape[0]:
                 ones = top
             else:
