@@ -102,6 +102,18 @@ std::string compiler() {
 #endif
 }
 
+// The multiversioned loops' clone this CPU runs (the resolver's choice, by CPU features).
+std::string cpu_dispatch() {
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("x86-64-v4")) return "x86-64-v4";
+  if (__builtin_cpu_supports("x86-64-v3")) return "x86-64-v3";
+  return "baseline";
+#else
+  return "baseline";
+#endif
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -110,4 +122,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("openmp", &openmp, "whether the CPU kernels were compiled with OpenMP");
   m.def("simd", &simd, "instruction sets the CPU kernels were compiled for");
   m.def("compiler", &compiler, "the C++ compiler that built the extension");
+  m.def("cpu_dispatch", &cpu_dispatch, "the clone of the multiversioned CPU loops this CPU runs");
 }

@@ -21,6 +21,7 @@ def test_info_keys_and_types():
         assert facts["load_error"] is None
         assert {"separable_blur", "_separable_blur_backward"} <= set(facts["ops"])
         assert "cpu" in facts["kernel_devices"]
+        assert facts["cpu_dispatch"] in ("x86-64-v4", "x86-64-v3", "baseline")
     else:
         assert isinstance(facts["load_error"], str) and facts["ops"] == []
 
@@ -50,3 +51,17 @@ def test_import_needs_no_matplotlib_or_torchvision():
             "bad = [m for m in ('matplotlib', 'torchvision') if m in sys.modules]\n"
             "assert not bad, bad\n")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_cpu_dispatch_matches_the_cpu_flags():
+    # The multiversioned loops must run the widest clone the CPU supports (a model-based
+    # dispatch once ran SSE2 on an AVX-512 Xeon unnoticed).
+    facts = xaifast.info()
+    if not facts["extension_loaded"] or not os.path.exists("/proc/cpuinfo"):
+        return
+    with open("/proc/cpuinfo") as handle:
+        flags = next((line.split(":", 1)[1].split() for line in handle if line.startswith("flags")), [])
+    if {"avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"} <= set(flags):
+        assert facts["cpu_dispatch"] == "x86-64-v4"
+    elif {"avx2", "fma", "bmi2"} <= set(flags):
+        assert facts["cpu_dispatch"] == "x86-64-v3"

@@ -31,6 +31,8 @@ def info():
         * ``cuda_available`` (bool): ``torch.cuda.is_available()``.
         * ``openmp`` (bool or None), ``simd`` (list of str), ``compiler`` (str or None):
           build facts of the extension (``None``/empty without it).
+        * ``cpu_dispatch`` (str or None): the clone of the hot CPU loops this CPU runs:
+          ``'x86-64-v4'`` (AVX-512), ``'x86-64-v3'`` (AVX2/FMA) or ``'baseline'``.
         * ``torch`` (str): torch version; ``threads`` (int): ``torch.get_num_threads()``.
         * ``version`` (str): xaifast version.
 
@@ -53,6 +55,7 @@ def info():
         "openmp": bool(ext.openmp()) if ext is not None else None,
         "simd": list(ext.simd()) if ext is not None else [],
         "compiler": ext.compiler() if ext is not None else None,
+        "cpu_dispatch": ext.cpu_dispatch() if ext is not None else None,
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
     }
