@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "common/pyramid.h"
+#include "cpu/vector_math.h"
 #include "pyramid_lookup.h"
 
 namespace xaifast {
@@ -31,25 +32,42 @@ LookupShape lookup_shape(const at::Tensor& pyramid, const at::Tensor& mask) {
   return s;
 }
 
+// Per mask row: the level split of every pixel once, as int32 offsets into the channel's
+// pyramid (level * C * H * W + x), then each channel blends its two gathered levels (the gathers
+// vectorise in the AVX2/AVX-512 clones of csrc/cpu/vector_math.h).
+template <typename T>
+struct RowSplit {
+  std::vector<int32_t> lo, hi;
+  std::vector<T> frac;
+  explicit RowSplit(int64_t width) : lo(width), hi(width), frac(width) {}
+
+  void compute(const T* mask, const LookupShape& s) {
+    const int64_t level_size = s.channels * s.height * s.width;
+    for (int64_t x = 0; x < s.width; ++x) {
+      int64_t below, above;
+      level_split<T>(mask[x], s.levels, below, above, frac[x]);
+      lo[x] = static_cast<int32_t>(below * level_size + x);
+      hi[x] = static_cast<int32_t>(above * level_size + x);
+    }
+  }
+};
+
+int64_t row_grain(const LookupShape& s) {
+  return std::max<int64_t>(1, 4096 / std::max<int64_t>(1, s.width * s.channels));
+}
+
 template <typename T>
 void lookup_forward(const T* pyramid, const T* mask, const LookupShape& s, T* out) {
-  const int64_t plane = s.height * s.width, level_size = s.channels * plane;
-  at::parallel_for(0, s.masks * s.height, std::max<int64_t>(1, 4096 / std::max<int64_t>(1, s.width * s.channels)),
-                   [&](int64_t begin, int64_t end) {
-    std::vector<int64_t> lo(s.width), hi(s.width);
-    std::vector<T> frac(s.width);
+  const int64_t plane = s.height * s.width;
+  at::parallel_for(0, s.masks * s.height, row_grain(s), [&](int64_t begin, int64_t end) {
+    RowSplit<T> split(s.width);
     for (int64_t row = begin; row < end; ++row) {
       const int64_t k = row / s.height, y = row % s.height;
-      const T* m = mask + k * plane + y * s.width;
-      for (int64_t x = 0; x < s.width; ++x) level_split<T>(m[x], s.levels, lo[x], hi[x], frac[x]);
+      split.compute(mask + k * plane + y * s.width, s);
       const T* base = pyramid + k * s.pyramid_stride() + y * s.width;
       for (int64_t c = 0; c < s.channels; ++c) {
-        const T* channel = base + c * plane;
-        T* o = out + (k * s.channels + c) * plane + y * s.width;
-        for (int64_t x = 0; x < s.width; ++x) {
-          const T below = channel[lo[x] * level_size + x], above = channel[hi[x] * level_size + x];
-          o[x] = (T(1) - frac[x]) * below + frac[x] * above;
-        }
+        cpu::lerp_gather(s.width, base + c * plane, split.lo.data(), split.hi.data(), split.frac.data(),
+                         out + (k * s.channels + c) * plane + y * s.width);
       }
     }
   });
@@ -59,26 +77,20 @@ void lookup_forward(const T* pyramid, const T* mask, const LookupShape& s, T* ou
 // sums kept apart, in channel order, as autograd forms them through the reference's lerp.
 template <typename T>
 void lookup_backward(const T* grad, const T* pyramid, const T* mask, const LookupShape& s, T* grad_mask) {
-  const int64_t plane = s.height * s.width, level_size = s.channels * plane;
+  const int64_t plane = s.height * s.width;
   const T scale = static_cast<T>(s.levels - 1);
-  at::parallel_for(0, s.masks * s.height, std::max<int64_t>(1, 4096 / std::max<int64_t>(1, s.width * s.channels)),
-                   [&](int64_t begin, int64_t end) {
-    std::vector<int64_t> lo(s.width), hi(s.width);
-    std::vector<T> frac(s.width), above(s.width), below(s.width);
+  at::parallel_for(0, s.masks * s.height, row_grain(s), [&](int64_t begin, int64_t end) {
+    RowSplit<T> split(s.width);
+    std::vector<T> above(s.width), below(s.width);
     for (int64_t row = begin; row < end; ++row) {
       const int64_t k = row / s.height, y = row % s.height;
-      const T* m = mask + k * plane + y * s.width;
-      for (int64_t x = 0; x < s.width; ++x) level_split<T>(m[x], s.levels, lo[x], hi[x], frac[x]);
+      split.compute(mask + k * plane + y * s.width, s);
       std::fill(above.begin(), above.end(), T(0));
       std::fill(below.begin(), below.end(), T(0));
       const T* base = pyramid + k * s.pyramid_stride() + y * s.width;
       for (int64_t c = 0; c < s.channels; ++c) {
-        const T* channel = base + c * plane;
-        const T* g = grad + (k * s.channels + c) * plane + y * s.width;
-        for (int64_t x = 0; x < s.width; ++x) {
-          above[x] += g[x] * channel[hi[x] * level_size + x];
-          below[x] += g[x] * channel[lo[x] * level_size + x];
-        }
+        cpu::gather_products(s.width, base + c * plane, split.lo.data(), split.hi.data(),
+                             grad + (k * s.channels + c) * plane + y * s.width, above.data(), below.data());
       }
       T* o = grad_mask + k * plane + y * s.width;
       for (int64_t x = 0; x < s.width; ++x) o[x] = (above[x] - below[x]) * scale;
@@ -86,11 +98,19 @@ void lookup_backward(const T* grad, const T* pyramid, const T* mask, const Looku
   });
 }
 
+// The offsets are int32: one image's pyramid (L * C * H * W values) must stay below 2^31.
+void check_offsets(const LookupShape& s, const char* op) {
+  TORCH_CHECK_VALUE(s.levels * s.channels * s.height * s.width < (int64_t(1) << 31), op,
+                    ": one pyramid must hold fewer than 2^31 values, got ", s.levels, " x ", s.channels, " x ",
+                    s.height, " x ", s.width);
+}
+
 at::Tensor pyramid_lookup_cpu(const at::Tensor& pyramid, const at::Tensor& mask) {
   check_pyramid_lookup_args(pyramid, mask, "xaifast::pyramid_lookup");
   TORCH_CHECK_VALUE(pyramid.device().is_cpu(), "xaifast::pyramid_lookup: CPU kernel got ", pyramid.device());
   const at::Tensor p = pyramid.contiguous(), m = mask.contiguous();
   const LookupShape s = lookup_shape(p, m);
+  check_offsets(s, "xaifast::pyramid_lookup");
   at::Tensor out = at::empty({s.masks, s.channels, s.height, s.width}, p.options());
   if (out.numel() == 0) return out;
   AT_DISPATCH_FLOATING_TYPES(p.scalar_type(), "pyramid_lookup_cpu", [&] {
@@ -104,6 +124,7 @@ at::Tensor pyramid_lookup_backward_cpu(const at::Tensor& grad, const at::Tensor&
   check_pyramid_lookup_args(pyramid, mask, "xaifast::_pyramid_lookup_backward");
   const at::Tensor p = pyramid.contiguous(), m = mask.contiguous(), g = grad.contiguous();
   const LookupShape s = lookup_shape(p, m);
+  check_offsets(s, "xaifast::_pyramid_lookup_backward");
   TORCH_CHECK_VALUE(g.dim() == 4 && g.size(0) == s.masks && g.size(1) == s.channels && g.size(2) == s.height &&
                         g.size(3) == s.width && g.scalar_type() == p.scalar_type(),
                     "xaifast::_pyramid_lookup_backward: grad must be (K, C, H, W) like the output, got ", g.sizes());

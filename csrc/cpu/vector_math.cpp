@@ -99,7 +99,45 @@ XAI_ALWAYS_INLINE void min_max_impl(int64_t n, const T* __restrict__ x, T* lo, T
   *hi = h;
 }
 
+template <typename T>
+XAI_ALWAYS_INLINE void lerp_gather_impl(int64_t n, const T* __restrict__ base, const int32_t* __restrict__ lo,
+                                        const int32_t* __restrict__ hi, const T* __restrict__ frac,
+                                        T* __restrict__ out) {
+  for (int64_t i = 0; i < n; ++i) out[i] = (T(1) - frac[i]) * base[lo[i]] + frac[i] * base[hi[i]];
+}
+
+template <typename T>
+XAI_ALWAYS_INLINE void gather_products_impl(int64_t n, const T* __restrict__ base, const int32_t* __restrict__ lo,
+                                            const int32_t* __restrict__ hi, const T* __restrict__ g,
+                                            T* __restrict__ above, T* __restrict__ below) {
+  for (int64_t i = 0; i < n; ++i) {
+    above[i] += g[i] * base[hi[i]];
+    below[i] += g[i] * base[lo[i]];
+  }
+}
+
 }  // namespace
+
+XAI_MULTIVERSION void lerp_gather(int64_t n, const float* __restrict__ base, const int32_t* __restrict__ lo,
+                                  const int32_t* __restrict__ hi, const float* __restrict__ frac,
+                                  float* __restrict__ out) {
+  lerp_gather_impl(n, base, lo, hi, frac, out);
+}
+XAI_MULTIVERSION void lerp_gather(int64_t n, const double* __restrict__ base, const int32_t* __restrict__ lo,
+                                  const int32_t* __restrict__ hi, const double* __restrict__ frac,
+                                  double* __restrict__ out) {
+  lerp_gather_impl(n, base, lo, hi, frac, out);
+}
+XAI_MULTIVERSION void gather_products(int64_t n, const float* __restrict__ base, const int32_t* __restrict__ lo,
+                                      const int32_t* __restrict__ hi, const float* __restrict__ g,
+                                      float* __restrict__ above, float* __restrict__ below) {
+  gather_products_impl(n, base, lo, hi, g, above, below);
+}
+XAI_MULTIVERSION void gather_products(int64_t n, const double* __restrict__ base, const int32_t* __restrict__ lo,
+                                      const int32_t* __restrict__ hi, const double* __restrict__ g,
+                                      double* __restrict__ above, double* __restrict__ below) {
+  gather_products_impl(n, base, lo, hi, g, above, below);
+}
 
 XAI_MULTIVERSION void min_max(int64_t n, const float* __restrict__ x, float* lo, float* hi) {
   min_max_impl(n, x, lo, hi);

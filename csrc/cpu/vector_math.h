@@ -52,5 +52,19 @@ void correlate_valid(int64_t n, int64_t K, const float* __restrict__ f, const fl
 void correlate_valid(int64_t n, int64_t K, const double* __restrict__ f, const double* __restrict__ x,
                      double* __restrict__ y);
 
+// out[i] = (1 - frac[i]) * base[lo[i]] + frac[i] * base[hi[i]]: a blend of two gathered values.
+void lerp_gather(int64_t n, const float* __restrict__ base, const int32_t* __restrict__ lo,
+                 const int32_t* __restrict__ hi, const float* __restrict__ frac, float* __restrict__ out);
+void lerp_gather(int64_t n, const double* __restrict__ base, const int32_t* __restrict__ lo,
+                 const int32_t* __restrict__ hi, const double* __restrict__ frac, double* __restrict__ out);
+
+// above[i] += g[i] * base[hi[i]], below[i] += g[i] * base[lo[i]].
+void gather_products(int64_t n, const float* __restrict__ base, const int32_t* __restrict__ lo,
+                     const int32_t* __restrict__ hi, const float* __restrict__ g, float* __restrict__ above,
+                     float* __restrict__ below);
+void gather_products(int64_t n, const double* __restrict__ base, const int32_t* __restrict__ lo,
+                     const int32_t* __restrict__ hi, const double* __restrict__ g, double* __restrict__ above,
+                     double* __restrict__ below);
+
 }  // namespace cpu
 }  // namespace xaifast
