@@ -29,7 +29,7 @@ def _smooth(impl):
 @pytest.mark.parametrize("sigma", [2, 20])
 @pytest.mark.parametrize("impl", IMPLS)
 def test_imsmooth_forward(record, impl, sigma):
-    record.group = f"imsmooth-forward-cpu-8x3x224x224-sigma{sigma}"
+    record.group = f"blur-imsmooth-forward-cpu-8x3x224x224-sigma{sigma}"
     torch.manual_seed(0)
     x = torch.rand(8, 3, 224, 224)
     out = record(_smooth(impl), x, sigma)
@@ -39,7 +39,7 @@ def test_imsmooth_forward(record, impl, sigma):
 @pytest.mark.parametrize("sigma", [2, 20])
 @pytest.mark.parametrize("impl", IMPLS)
 def test_imsmooth_forward_backward(record, impl, sigma):
-    record.group = f"imsmooth-fwd+bwd-cpu-8x3x224x224-sigma{sigma}"
+    record.group = f"blur-imsmooth-fwd+bwd-cpu-8x3x224x224-sigma{sigma}"
     torch.manual_seed(0)
     x = torch.rand(8, 3, 224, 224, requires_grad=True)
     weights = torch.rand(8, 3, 224, 224)

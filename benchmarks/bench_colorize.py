@@ -18,7 +18,7 @@ def _maps():
 
 @pytest.mark.parametrize("impl", ["kernel", "kernel-out", "reference", "imgify-loop"])
 def test_colorize(record, impl):
-    record.group = "colorize-cpu-256x224x224-coldnhot"
+    record.group = "colorize-forward-cpu-256x224x224-coldnhot"
     maps = _maps()
     if impl == "kernel":
         out = record(colorize, maps, cmap="coldnhot")

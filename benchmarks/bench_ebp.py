@@ -1,4 +1,5 @@
-"""Excitation backprop on a small VGG-like CNN, batch 4 at 224 x 224: xaifast vs TorchRay.
+"""Excitation backprop: whole runs on a small VGG-like CNN (batch 4 at 224 x 224), xaifast vs
+TorchRay, and the two compiled ops (``ebp_normalize``, ``ebp_product``) vs their references.
 
 TorchRay's module is the reference path (its algorithm, run as it is); it imports torchvision
 only for ``update_resnet``'s isinstance checks, so a stand-in torchvision module is installed
@@ -13,7 +14,9 @@ import pytest
 import torch
 import torch.nn as nn
 
+import xaifast.reference as reference
 from xaifast.attribution.excitation_backprop import contrastive_excitation_backprop, excitation_backprop
+from xaifast.ops import ebp_normalize, ebp_product
 
 
 def _torchray_ebp():
@@ -60,7 +63,7 @@ def _inputs():
 
 @pytest.mark.parametrize("impl", IMPLS)
 def test_excitation_backprop(record, impl):
-    record.group = "ebp-cpu-vgglike-4x3x224x224"
+    record.group = "ebp-e2e-cpu-vgglike-4x3x224x224"
     model, (x, target) = _vgg_like(), _inputs()
     fn = excitation_backprop if impl == "xaifast" else TORCHRAY.excitation_backprop
     out = record.pedantic(fn, args=(model, x, target), kwargs=dict(saliency_layer="3"), rounds=5, iterations=1)
@@ -71,7 +74,7 @@ def test_excitation_backprop(record, impl):
 
 @pytest.mark.parametrize("impl", IMPLS)
 def test_contrastive_excitation_backprop(record, impl):
-    record.group = "ebp-contrastive-cpu-vgglike-4x3x224x224"
+    record.group = "ebp-contrastive-e2e-cpu-vgglike-4x3x224x224"
     model, (x, target) = _vgg_like(), _inputs()
     fn = contrastive_excitation_backprop if impl == "xaifast" else TORCHRAY.contrastive_excitation_backprop
     kwargs = dict(saliency_layer="3", contrast_layer="13")
@@ -81,3 +84,50 @@ def test_contrastive_excitation_backprop(record, impl):
             parameter.requires_grad_(True)
         expected = TORCHRAY.contrastive_excitation_backprop(model, x, target, **kwargs)
         torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-8)
+
+
+# Op level: the fused elementwise kernels vs their references (xaifast.reference.excitation), on
+# an activation the size of a VGG block's (4 x 64 x 112 x 112, 3.2 M values).
+OP_SHAPE = (4, 64, 112, 112)
+OP_SIZE = "x".join(map(str, OP_SHAPE))
+OPS = {"normalize": (ebp_normalize, reference.ebp_normalize), "product": (ebp_product, reference.ebp_product)}
+
+
+def _op_inputs():
+    generator = torch.Generator().manual_seed(4)
+    first = torch.rand(OP_SHAPE, generator=generator)
+    second = torch.rand(OP_SHAPE, generator=generator) + 0.1  # a positive response, as W+ gives
+    return first, second, torch.rand(OP_SHAPE, generator=generator)
+
+
+@pytest.mark.parametrize("op", list(OPS))
+@pytest.mark.parametrize("impl", ["kernel", "reference"])
+def test_op_forward(record, impl, op):
+    record.group = f"ebp-{op}-forward-cpu-{OP_SIZE}"
+    kernel, spec = OPS[op]
+    first, second, _ = _op_inputs()
+    out = record(kernel if impl == "kernel" else spec, first, second)
+    torch.testing.assert_close(out, spec(first, second), rtol=1e-6, atol=0)
+
+
+def _op_forward_backward(fn, first, second, weights):
+    first, second = first.clone().requires_grad_(True), second.clone().requires_grad_(True)
+
+    def run():
+        first.grad = second.grad = None
+        fn(first, second).backward(weights)
+        return first.grad, second.grad
+
+    return run
+
+
+@pytest.mark.parametrize("op", list(OPS))
+@pytest.mark.parametrize("impl", ["kernel", "reference"])
+def test_op_forward_backward(record, impl, op):
+    record.group = f"ebp-{op}-fwd+bwd-cpu-{OP_SIZE}"
+    kernel, spec = OPS[op]
+    first, second, weights = _op_inputs()
+    grads = record(_op_forward_backward(kernel if impl == "kernel" else spec, first, second, weights))
+    expected = _op_forward_backward(spec, first, second, weights)()
+    for got, wanted in zip(grads, expected):
+        torch.testing.assert_close(got, wanted, rtol=1e-5, atol=1e-6)

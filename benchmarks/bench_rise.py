@@ -1,4 +1,4 @@
-"""RISE: the mask op vs its reference, and whole runs vs the reference path (TorchRay's algorithm).
+"""RISE: the mask and upsample ops vs their references, and whole runs vs the reference path (TorchRay's algorithm).
 
 The end-to-end cases use a model whose forward costs almost nothing (a linear layer on a 7 x 7
 sample of the pixels), so what is measured is RISE's own overhead: masks and accumulation.
@@ -11,7 +11,7 @@ import torch.nn as nn
 import xaifast.reference as reference
 import xaifast.reference.rise as reference_rise
 from xaifast.attribution.rise import rise, rise_class
-from xaifast.ops import rise_masks
+from xaifast.ops import rise_masks, rise_upsample
 
 try:
     import torchray.attribution.rise as torchray_rise
@@ -44,23 +44,73 @@ def _masks_args(n=32, size=224, cells=7):
 
 @pytest.mark.parametrize("impl", ["kernel", "reference"])
 def test_mask(record, impl):
-    record.group = "rise-mask-cpu-32x224x224"
+    record.group = "rise-masks-forward-cpu-32x224x224"
     grid, shifts, _ = _masks_args()
     fn = rise_masks if impl == "kernel" else reference.rise_masks
     out = record(fn, grid, shifts, 224, 224)
-    record.extra_info["us_per_mask"] = record.stats.stats.median / 32 * 1e6
     torch.testing.assert_close(out, reference.rise_masks(grid, shifts, 224, 224))
+    if record.stats is not None:  # None under --benchmark-disable
+        record.extra_info["us_per_mask"] = record.stats.stats.median / 32 * 1e6
 
 
 @pytest.mark.parametrize("impl", ["kernel", "reference"])
 def test_masked_batch(record, impl):
-    record.group = "rise-masked-batch-cpu-32x3x224x224"
+    record.group = "rise-masks-input-forward-cpu-32x3x224x224"
     grid, shifts, image = _masks_args()
     if impl == "kernel":
         out = record(rise_masks, grid, shifts, 224, 224, image)
     else:
         out = record(lambda: image[None] * reference.rise_masks(grid, shifts, 224, 224))
     torch.testing.assert_close(out, image[None] * reference.rise_masks(grid, shifts, 224, 224))
+
+
+@pytest.mark.parametrize("impl", ["kernel", "reference"])
+def test_mask_forward_backward(record, impl):
+    record.group = "rise-masks-fwd+bwd-cpu-32x224x224"
+    grid, shifts, _ = _masks_args()
+    weights = torch.rand(32, 1, 224, 224, generator=torch.Generator().manual_seed(3))
+    fn = rise_masks if impl == "kernel" else reference.rise_masks
+
+    def run(fn=fn, grid=grid.clone().requires_grad_(True)):
+        grid.grad = None
+        fn(grid, shifts, 224, 224).backward(weights)
+        return grid.grad
+
+    grad = record(run)
+    torch.testing.assert_close(grad, run(reference.rise_masks), rtol=1e-5, atol=1e-4)
+
+
+def _upsample_args(classes=100, size=224, cells=7):
+    generator = torch.Generator().manual_seed(5)
+    cell_h = -(-size // cells)
+    return (torch.rand(cell_h, classes, cells, size, generator=generator),
+            torch.rand(classes, size, size, generator=generator))
+
+
+UPSAMPLE_SHAPE = "32x100x7x224-to-100x224x224"
+
+
+@pytest.mark.parametrize("impl", ["kernel", "reference"])
+def test_upsample(record, impl):
+    record.group = f"rise-upsample-forward-cpu-{UPSAMPLE_SHAPE}"
+    partial, _ = _upsample_args()
+    out = record(rise_upsample if impl == "kernel" else reference.rise_upsample, partial, 224)
+    torch.testing.assert_close(out, reference.rise_upsample(partial, 224), rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("impl", ["kernel", "reference"])
+def test_upsample_forward_backward(record, impl):
+    record.group = f"rise-upsample-fwd+bwd-cpu-{UPSAMPLE_SHAPE}"
+    partial, weights = _upsample_args()
+    fn = rise_upsample if impl == "kernel" else reference.rise_upsample
+
+    def run(fn=fn, partial=partial.clone().requires_grad_(True)):
+        partial.grad = None
+        fn(partial, 224).backward(weights)
+        return partial.grad
+
+    grad = record(run)
+    torch.testing.assert_close(grad, run(reference.rise_upsample), rtol=1e-5, atol=1e-4)
 
 
 CASES = {"C1000-N1024": (1000, 1024), "C10-N1024": (10, 1024)}

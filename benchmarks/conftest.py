@@ -36,8 +36,8 @@ def pinned_threads():
 @pytest.fixture
 def record(benchmark):
     """Attach threads, torch version and CPU model to the benchmark; returns the benchmark."""
-    import xaifast
+    from xaifast._extension import HAS_EXT
 
     benchmark.extra_info.update(threads=torch.get_num_threads(), torch=torch.__version__, cpu=_cpu_model(),
-                                extension_loaded=xaifast.info()["extension_loaded"])
+                                extension_loaded=HAS_EXT)
     return benchmark
