@@ -115,32 +115,37 @@ void backward(const T* grad, const T* mask, const T* weight, const T* full, cons
   // cell_grad[k][t][r][c]: gradient of the window value t of cell (r, c) (TorchRay's unfolded parameter).
   std::vector<T> cell_grad(static_cast<size_t>(g.masks * taps * cells));
   at::parallel_for(0, g.masks * g.mid_h, 1, [&](int64_t begin, int64_t end) {
-    std::vector<T> acc(static_cast<size_t>(taps * s.width_pad));
-    std::vector<T> row(static_cast<size_t>(4 * s.width_pad));
+    std::vector<T> acc(static_cast<size_t>(taps * s.width_pad)), scratch(static_cast<size_t>(taps * kMaskLanes));
+    // Padded copies of the cell row's pixel rows: lanes past out_w have g = 0, so they add nothing.
+    std::vector<T> padded(static_cast<size_t>(4 * g.step * s.width_pad), T(0));
     std::vector<const T*> rows(static_cast<size_t>(g.window));
-    T* g_row = row.data();
-    T* out_row = g_row + s.width_pad;
-    T* top = out_row + s.width_pad;
-    T* sum = top + s.width_pad;
-    std::fill(row.begin(), row.end(), T(0));  // lanes past out_w: g = 0, so they add nothing
-    std::fill(sum, sum + s.width_pad, T(1));
+    std::vector<const T*> w_rows(g.step), g_rows(g.step), out_rows(g.step), top_rows(g.step), sum_rows(g.step);
+    for (int64_t y = 0; y < g.step; ++y) {
+      g_rows[y] = padded.data() + (4 * y) * s.width_pad;
+      out_rows[y] = g_rows[y] + s.width_pad;
+      top_rows[y] = out_rows[y] + s.width_pad;
+      sum_rows[y] = top_rows[y] + s.width_pad;
+      std::fill(const_cast<T*>(sum_rows[y]), const_cast<T*>(sum_rows[y]) + s.width_pad, T(1));
+    }
     for (int64_t index = begin; index < end; ++index) {
       const int64_t k = index / g.mid_h, cell = index % g.mid_h;
-      std::fill(acc.begin(), acc.end(), T(0));
       for (int64_t i = 0; i < g.window; ++i) rows[i] = u.data() + (k * s.u_rows + cell + i) * s.u_width;
-      const int64_t y_end = std::min(g.out_h, (cell + 1) * g.step);
-      for (int64_t y = cell * g.step; y < y_end; ++y) {
-        const int64_t offset = k * plane + y * g.out_w;
-        std::copy(grad + offset, grad + offset + g.out_w, g_row);
-        std::copy(full + offset, full + offset + g.out_w, out_row);
+      const int64_t y_begin = cell * g.step, count = std::min(g.out_h, y_begin + g.step) - y_begin;
+      for (int64_t r = 0; r < count; ++r) {
+        const int64_t y = y_begin + r, offset = k * plane + y * g.out_w;
+        std::copy(grad + offset, grad + offset + g.out_w, const_cast<T*>(g_rows[r]));
+        std::copy(full + offset, full + offset + g.out_w, const_cast<T*>(out_rows[r]));
         if (softmax) {
-          std::copy(stats + 2 * k * plane + y * g.out_w, stats + 2 * k * plane + (y + 1) * g.out_w, top);
-          std::copy(stats + (2 * k + 1) * plane + y * g.out_w, stats + (2 * k + 1) * plane + (y + 1) * g.out_w, sum);
+          const T* top = stats + 2 * k * plane + y * g.out_w;
+          const T* sum = stats + (2 * k + 1) * plane + y * g.out_w;
+          std::copy(top, top + g.out_w, const_cast<T*>(top_rows[r]));
+          std::copy(sum, sum + g.out_w, const_cast<T*>(sum_rows[r]));
         }
-        const T* w = tiled.data() + (y % g.weight_h) * taps * s.width_pad;
-        cpu::smooth_mask_backward_row(s.width_pad, g.window, g.step, rows.data(), w, coldness,
-                                      static_cast<int>(pooling), g_row, out_row, top, sum, acc.data());
+        w_rows[r] = tiled.data() + (y % g.weight_h) * taps * s.width_pad;
       }
+      cpu::smooth_mask_backward_rows(s.width_pad, g.window, g.step, rows.data(), count, w_rows.data(), coldness,
+                                     static_cast<int>(pooling), g_rows.data(), out_rows.data(), top_rows.data(),
+                                     sum_rows.data(), acc.data(), scratch.data());
       for (int64_t t = 0; t < taps; ++t) {
         const T* a = acc.data() + t * s.width_pad;
         T* dst = cell_grad.data() + ((k * taps + t) * g.mid_h + cell) * g.mid_w;

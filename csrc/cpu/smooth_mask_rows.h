@@ -21,14 +21,18 @@ void smooth_mask_row(int64_t width_pad, int64_t window, int64_t step, const floa
 void smooth_mask_row(int64_t width_pad, int64_t window, int64_t step, const double* const* u, const double* w,
                      double coldness, int pooling, double* out, double* row_max, double* row_sum, double* scratch);
 
-// Backward: acc[k * width_pad + x] += g[x] d out[x] / d v_k * w_k[x], the gradient of the
-// window value m_k through this pixel (g, out, row_max, row_sum as the forward wrote them).
-void smooth_mask_backward_row(int64_t width_pad, int64_t window, int64_t step, const float* const* u,
-                              const float* w, float coldness, int pooling, const float* g, const float* out,
-                              const float* row_max, const float* row_sum, float* acc);
-void smooth_mask_backward_row(int64_t width_pad, int64_t window, int64_t step, const double* const* u,
-                              const double* w, double coldness, int pooling, const double* g, const double* out,
-                              const double* row_max, const double* row_sum, double* acc);
+// Backward over the `rows` pixel rows of one cell row (which all read the parameter rows u):
+// acc[k * width_pad + x] = sum over those rows of g d out / d v_k * w_k at column x, the gradient
+// of the window value m_k through these pixels (per row y: its weights w[y], and g, out, row_max,
+// row_sum as the forward wrote them). scratch: window^2 * kMaskLanes values.
+void smooth_mask_backward_rows(int64_t width_pad, int64_t window, int64_t step, const float* const* u,
+                               int64_t rows, const float* const* w, float coldness, int pooling,
+                               const float* const* g, const float* const* out, const float* const* row_max,
+                               const float* const* row_sum, float* acc, float* scratch);
+void smooth_mask_backward_rows(int64_t width_pad, int64_t window, int64_t step, const double* const* u,
+                               int64_t rows, const double* const* w, double coldness, int pooling,
+                               const double* const* g, const double* const* out, const double* const* row_max,
+                               const double* const* row_sum, double* acc, double* scratch);
 
 // exp as the float kernels compute it (exposed for tests of its accuracy).
 float mask_exp_float(float x);
