@@ -18,12 +18,6 @@
 #pragma GCC diagnostic ignored "-Wpsabi"
 #endif
 
-#if defined(__GNUC__)
-#define XAI_ALWAYS_INLINE inline __attribute__((always_inline))
-#else
-#define XAI_ALWAYS_INLINE inline
-#endif
-
 namespace xaifast {
 namespace cpu {
 namespace {

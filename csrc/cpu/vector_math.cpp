@@ -2,14 +2,6 @@
 
 #include <limits>
 
-// The *_impl templates are forced inline into each target_clones variant below: a call to an
-// out-of-line copy would run the baseline (SSE2) code whatever clone was picked.
-#if defined(__GNUC__)
-#define XAI_ALWAYS_INLINE inline __attribute__((always_inline))
-#else
-#define XAI_ALWAYS_INLINE inline
-#endif
-
 namespace xaifast {
 namespace cpu {
 namespace {

@@ -17,6 +17,14 @@
 #define XAI_MULTIVERSION
 #endif
 
+// Forces the *_impl templates inline into each target_clones variant: a call to an out-of-line
+// copy would run the baseline (SSE2) code whatever clone was picked.
+#if defined(__GNUC__)
+#define XAI_ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define XAI_ALWAYS_INLINE inline
+#endif
+
 namespace xaifast {
 namespace cpu {
 

@@ -26,6 +26,7 @@ import numbers
 
 import torch
 
+from ..ops._checks import check_int
 from ..ops.blur import imsmooth
 
 __all__ = ["deletion_insertion", "auc", "SCORES", "MODES"]
@@ -51,14 +52,6 @@ def auc(curve):
     if curve.dim() == 0 or curve.shape[-1] < 2:
         raise ValueError(f"curve must have at least 2 points in its last dimension, got shape {tuple(curve.shape)}")
     return (curve.sum(-1) - (curve[..., 0] + curve[..., -1]) / 2) / (curve.shape[-1] - 1)
-
-
-def _check_int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
 
 
 def _check_targets(target, num_images):
@@ -192,10 +185,10 @@ def deletion_insertion(model, images, saliency, target, mode="deletion", steps=N
     if score not in SCORES:
         raise ValueError(f"score must be one of {SCORES}, got {score!r}")
     num_pixels = height * width
-    steps = min(100, num_pixels) if steps is None else _check_int("steps", steps, 1)
+    steps = min(100, num_pixels) if steps is None else check_int("steps", steps, 1)
     if steps > num_pixels:
         raise ValueError(f"steps must be <= H W = {num_pixels}, got {steps}")
-    batch_size = _check_int("batch_size", batch_size, 1)
+    batch_size = check_int("batch_size", batch_size, 1)
     if not isinstance(return_curves, bool):
         raise TypeError(f"return_curves must be a bool, got {type(return_curves).__name__}")
     targets = _check_targets(target, num_images)

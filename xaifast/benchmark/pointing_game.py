@@ -15,19 +15,11 @@ Example::
     accuracy, per_class = pointing_game(saliency, masks, class_ids, num_classes=8)
 """
 
-import numbers
-
 import torch
 
+from ..ops._checks import check_int
+
 __all__ = ["PointingGame", "saliency_to_point", "pointing_hits", "pointing_game"]
-
-
-def _check_int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
 
 
 class PointingGame:
@@ -55,8 +47,8 @@ class PointingGame:
     """
 
     def __init__(self, num_classes, tolerance=15):
-        self.num_classes = _check_int("num_classes", num_classes, 1)
-        self.tolerance = _check_int("tolerance", tolerance, 0)
+        self.num_classes = check_int("num_classes", num_classes, 1)
+        self.tolerance = check_int("tolerance", tolerance, 0)
         self.hits = torch.zeros((self.num_classes,), dtype=torch.float64)
         self.misses = torch.zeros((self.num_classes,), dtype=torch.float64)
 
@@ -87,7 +79,7 @@ class PointingGame:
         """Count one result: ``hit`` is ``+1`` (hit), ``-1`` (miss) or ``0`` (skipped)."""
         if hit not in (-1, 0, 1) or isinstance(hit, bool):
             raise ValueError(f"hit must be +1, -1 or 0, got {hit!r}")
-        class_id = _check_int("class_id", class_id, 0)
+        class_id = check_int("class_id", class_id, 0)
         if class_id >= self.num_classes:
             raise ValueError(f"class_id must be < num_classes ({self.num_classes}), got {class_id}")
         if hit == 1:
@@ -177,7 +169,7 @@ def pointing_hits(saliency, masks, tolerance=15):
         tensor([ True, False])
     """
     saliency = _check_saliency(saliency)
-    tolerance = _check_int("tolerance", tolerance, 0)
+    tolerance = check_int("tolerance", tolerance, 0)
     if not isinstance(masks, torch.Tensor):
         raise TypeError(f"masks must be a torch.Tensor, got {type(masks).__name__}")
     if masks.dim() == 4 and masks.shape[1] == 1:
@@ -220,7 +212,7 @@ def pointing_game(saliency, masks, class_ids, num_classes, tolerance=15):
         >>> pointing_game(s, m, [0, 1], num_classes=2)
         (tensor(0.5000, dtype=torch.float64), tensor([1., 0.], dtype=torch.float64))
     """
-    num_classes = _check_int("num_classes", num_classes, 1)
+    num_classes = check_int("num_classes", num_classes, 1)
     hits = pointing_hits(saliency, masks, tolerance).cpu()
     class_ids = torch.as_tensor(class_ids).reshape(-1).cpu()
     if class_ids.is_floating_point() or class_ids.dtype == torch.bool:
