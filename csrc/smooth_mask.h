@@ -2,10 +2,13 @@
 #pragma once
 
 #include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <c10/util/string_view.h>
 #include <c10/util/Exception.h>
 
 #include <cmath>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "common/smooth_mask.h"
@@ -79,6 +82,37 @@ inline void check_smooth_mask_backward_args(const at::Tensor& grad, const at::Te
   TORCH_CHECK_VALUE(grad.device() == mask_in.device() && full.device() == mask_in.device() &&
                         stats.device() == mask_in.device(),
                     op, ": grad, full and stats must be on mask_in's device ", mask_in.device());
+}
+
+// Checks shared by both kernels' forward: the geometry and the pooling of one call.
+struct SmoothMaskCall {
+  SmoothMaskGeometry g;
+  MaskPooling pooling;
+};
+
+inline SmoothMaskCall smooth_mask_call(const at::Tensor& mask_in, const at::Tensor& weight, int64_t step,
+                                       int64_t padding, c10::string_view pooling_method, double coldness,
+                                       const char* op) {
+  return {smooth_mask_geometry(mask_in, weight, step, padding, coldness, op),
+          parse_mask_pooling(std::string(pooling_method), op)};
+}
+
+// The same for the backward, with its gradient, output and stats checked too.
+inline SmoothMaskCall smooth_mask_backward_call(const at::Tensor& grad, const at::Tensor& mask_in,
+                                                const at::Tensor& weight, const at::Tensor& full,
+                                                const at::Tensor& stats, int64_t step, int64_t padding,
+                                                c10::string_view pooling_method, double coldness, const char* op) {
+  SmoothMaskCall call = smooth_mask_call(mask_in, weight, step, padding, pooling_method, coldness, op);
+  check_smooth_mask_backward_args(grad, mask_in, full, stats, call.g, call.pooling, op);
+  return call;
+}
+
+// The forward's outputs: the pooled full mask (K, 1, H, W) and the softmax stats (K, 2 or 0, H, W).
+inline std::tuple<at::Tensor, at::Tensor> smooth_mask_outputs(const at::Tensor& mask_in, const SmoothMaskCall& call) {
+  const SmoothMaskGeometry& g = call.g;
+  const int64_t stats = call.pooling == MaskPooling::Softmax ? 2 : 0;
+  return {at::empty({g.masks, 1, g.out_h, g.out_w}, mask_in.options()),
+          at::empty({g.masks, stats, g.out_h, g.out_w}, mask_in.options())};
 }
 
 }  // namespace xaifast

@@ -182,16 +182,15 @@ void backward(const T* grad, const T* mask, const T* weight, const T* full, cons
 std::tuple<at::Tensor, at::Tensor> smooth_mask_cpu(const at::Tensor& mask_in, const at::Tensor& weight,
                                                    int64_t step, int64_t padding, c10::string_view pooling_method,
                                                    double coldness) {
-  const char* op = "xaifast::smooth_mask";
-  const SmoothMaskGeometry g = smooth_mask_geometry(mask_in, weight, step, padding, coldness, op);
-  const MaskPooling pooling = parse_mask_pooling(std::string(pooling_method), op);
-  const Layout s = make_layout(g);
+  const SmoothMaskCall call =
+      smooth_mask_call(mask_in, weight, step, padding, pooling_method, coldness, "xaifast::smooth_mask");
+  const Layout s = make_layout(call.g);
   const at::Tensor m = mask_in.contiguous(), w = weight.contiguous();
-  at::Tensor out = at::empty({g.masks, 1, g.out_h, g.out_w}, m.options());
-  at::Tensor stats = at::empty({g.masks, pooling == MaskPooling::Softmax ? 2 : 0, g.out_h, g.out_w}, m.options());
+  at::Tensor out, stats;
+  std::tie(out, stats) = smooth_mask_outputs(m, call);
   AT_DISPATCH_FLOATING_TYPES(m.scalar_type(), "smooth_mask_cpu", [&] {
-    forward<scalar_t>(m.data_ptr<scalar_t>(), w.data_ptr<scalar_t>(), s, pooling, static_cast<scalar_t>(coldness),
-                      out.data_ptr<scalar_t>(), stats.data_ptr<scalar_t>());
+    forward<scalar_t>(m.data_ptr<scalar_t>(), w.data_ptr<scalar_t>(), s, call.pooling,
+                      static_cast<scalar_t>(coldness), out.data_ptr<scalar_t>(), stats.data_ptr<scalar_t>());
   });
   return {out, stats};
 }
@@ -199,18 +198,16 @@ std::tuple<at::Tensor, at::Tensor> smooth_mask_cpu(const at::Tensor& mask_in, co
 at::Tensor smooth_mask_backward_cpu(const at::Tensor& grad, const at::Tensor& mask_in, const at::Tensor& weight,
                                    const at::Tensor& full, const at::Tensor& stats, int64_t step, int64_t padding,
                                    c10::string_view pooling_method, double coldness) {
-  const char* op = "xaifast::_smooth_mask_backward";
-  const SmoothMaskGeometry g = smooth_mask_geometry(mask_in, weight, step, padding, coldness, op);
-  const MaskPooling pooling = parse_mask_pooling(std::string(pooling_method), op);
-  check_smooth_mask_backward_args(grad, mask_in, full, stats, g, pooling, op);
-  const Layout s = make_layout(g);
+  const SmoothMaskCall call = smooth_mask_backward_call(grad, mask_in, weight, full, stats, step, padding,
+                                                        pooling_method, coldness, "xaifast::_smooth_mask_backward");
+  const Layout s = make_layout(call.g);
   const at::Tensor gr = grad.contiguous(), m = mask_in.contiguous(), w = weight.contiguous(), f = full.contiguous(),
                    st = stats.contiguous();
-  at::Tensor grad_in = at::empty({g.masks, 1, g.in_h, g.in_w}, m.options());
+  at::Tensor grad_in = at::empty({call.g.masks, 1, call.g.in_h, call.g.in_w}, m.options());
   AT_DISPATCH_FLOATING_TYPES(m.scalar_type(), "smooth_mask_backward_cpu", [&] {
     backward<scalar_t>(gr.data_ptr<scalar_t>(), m.data_ptr<scalar_t>(), w.data_ptr<scalar_t>(),
-                       f.data_ptr<scalar_t>(), st.data_ptr<scalar_t>(), s, pooling, static_cast<scalar_t>(coldness),
-                       grad_in.data_ptr<scalar_t>());
+                       f.data_ptr<scalar_t>(), st.data_ptr<scalar_t>(), s, call.pooling,
+                       static_cast<scalar_t>(coldness), grad_in.data_ptr<scalar_t>());
   });
   return grad_in;
 }

@@ -19,18 +19,9 @@
 namespace xaifast {
 namespace {
 
-struct Geometry {
-  int64_t masks, in_h, in_w, window, padding, step, mid_h, mid_w, out_h, out_w, weight_h, weight_w;
-};
-
-Geometry device_geometry(const SmoothMaskGeometry& g) {
-  return {g.masks, g.in_h, g.in_w, g.window, g.padding, g.step, g.mid_h,
-          g.mid_w, g.out_h, g.out_w, g.weight_h, g.weight_w};
-}
-
 template <typename T>
-__device__ __forceinline__ T window_value(const T* mask, const T* weight, const Geometry& g, int64_t k, int64_t y,
-                                          int64_t x, int64_t i, int64_t j) {
+__device__ __forceinline__ T window_value(const T* mask, const T* weight, const SmoothMaskGeometry& g, int64_t k,
+                                          int64_t y, int64_t x, int64_t i, int64_t j) {
   const long long a = mask_param_index(y / g.step, i, g.padding, g.in_h);
   const long long b = mask_param_index(x / g.step, j, g.padding, g.in_w);
   if (a < 0 || b < 0) return T(0);
@@ -39,7 +30,7 @@ __device__ __forceinline__ T window_value(const T* mask, const T* weight, const 
 }
 
 template <typename T>
-__global__ void smooth_mask_forward(const T* __restrict__ mask, const T* __restrict__ weight, Geometry g,
+__global__ void smooth_mask_forward(const T* __restrict__ mask, const T* __restrict__ weight, SmoothMaskGeometry g,
                                     MaskPooling pooling, T coldness, T* __restrict__ out, T* __restrict__ stats) {
   const int64_t plane = g.out_h * g.out_w;
   for (int64_t index = blockIdx.x * blockDim.x + threadIdx.x; index < g.masks * plane;
@@ -74,7 +65,7 @@ __global__ void smooth_mask_forward(const T* __restrict__ mask, const T* __restr
 template <typename T>
 __global__ void smooth_mask_backward(const T* __restrict__ grad, const T* __restrict__ mask,
                                      const T* __restrict__ weight, const T* __restrict__ full,
-                                     const T* __restrict__ stats, Geometry g, MaskPooling pooling, T coldness,
+                                     const T* __restrict__ stats, SmoothMaskGeometry g, MaskPooling pooling, T coldness,
                                      T* __restrict__ grad_in) {
   const int64_t params = g.in_h * g.in_w, plane = g.out_h * g.out_w;
   for (int64_t index = blockIdx.x * blockDim.x + threadIdx.x; index < g.masks * params;
@@ -115,20 +106,18 @@ __global__ void smooth_mask_backward(const T* __restrict__ grad, const T* __rest
 std::tuple<at::Tensor, at::Tensor> smooth_mask_cuda(const at::Tensor& mask_in, const at::Tensor& weight,
                                                     int64_t step, int64_t padding, c10::string_view pooling_method,
                                                     double coldness) {
-  const char* op = "xaifast::smooth_mask";
-  const SmoothMaskGeometry sg = smooth_mask_geometry(mask_in, weight, step, padding, coldness, op);
-  const MaskPooling pooling = parse_mask_pooling(std::string(pooling_method), op);
+  const SmoothMaskCall call =
+      smooth_mask_call(mask_in, weight, step, padding, pooling_method, coldness, "xaifast::smooth_mask");
   c10::cuda::CUDAGuard guard(mask_in.device());
   const at::Tensor m = mask_in.contiguous(), w = weight.contiguous();
-  at::Tensor out = at::empty({sg.masks, 1, sg.out_h, sg.out_w}, m.options());
-  at::Tensor stats = at::empty({sg.masks, pooling == MaskPooling::Softmax ? 2 : 0, sg.out_h, sg.out_w}, m.options());
-  const Geometry g = device_geometry(sg);
-  const int64_t n = sg.masks * sg.out_h * sg.out_w;
+  at::Tensor out, stats;
+  std::tie(out, stats) = smooth_mask_outputs(m, call);
+  const int64_t n = out.numel();
   if (n == 0) return {out, stats};
   auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES(m.scalar_type(), "smooth_mask_cuda", [&] {
     smooth_mask_forward<scalar_t><<<blocks_for(n), kThreads, 0, stream>>>(
-        m.data_ptr<scalar_t>(), w.data_ptr<scalar_t>(), g, pooling, static_cast<scalar_t>(coldness),
+        m.data_ptr<scalar_t>(), w.data_ptr<scalar_t>(), call.g, call.pooling, static_cast<scalar_t>(coldness),
         out.data_ptr<scalar_t>(), stats.data_ptr<scalar_t>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
@@ -138,22 +127,19 @@ std::tuple<at::Tensor, at::Tensor> smooth_mask_cuda(const at::Tensor& mask_in, c
 at::Tensor smooth_mask_backward_cuda(const at::Tensor& grad, const at::Tensor& mask_in, const at::Tensor& weight,
                                     const at::Tensor& full, const at::Tensor& stats, int64_t step, int64_t padding,
                                     c10::string_view pooling_method, double coldness) {
-  const char* op = "xaifast::_smooth_mask_backward";
-  const SmoothMaskGeometry sg = smooth_mask_geometry(mask_in, weight, step, padding, coldness, op);
-  const MaskPooling pooling = parse_mask_pooling(std::string(pooling_method), op);
-  check_smooth_mask_backward_args(grad, mask_in, full, stats, sg, pooling, op);
+  const SmoothMaskCall call = smooth_mask_backward_call(grad, mask_in, weight, full, stats, step, padding,
+                                                        pooling_method, coldness, "xaifast::_smooth_mask_backward");
   c10::cuda::CUDAGuard guard(mask_in.device());
   const at::Tensor gr = grad.contiguous(), m = mask_in.contiguous(), w = weight.contiguous(), f = full.contiguous(),
                    st = stats.contiguous();
-  at::Tensor grad_in = at::empty({sg.masks, 1, sg.in_h, sg.in_w}, m.options());
-  const int64_t n = sg.masks * sg.in_h * sg.in_w;
+  at::Tensor grad_in = at::empty({call.g.masks, 1, call.g.in_h, call.g.in_w}, m.options());
+  const int64_t n = grad_in.numel();
   if (n == 0) return grad_in;
-  const Geometry g = device_geometry(sg);
   auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES(m.scalar_type(), "smooth_mask_backward_cuda", [&] {
     smooth_mask_backward<scalar_t><<<blocks_for(n), kThreads, 0, stream>>>(
         gr.data_ptr<scalar_t>(), m.data_ptr<scalar_t>(), w.data_ptr<scalar_t>(), f.data_ptr<scalar_t>(),
-        st.data_ptr<scalar_t>(), g, pooling, static_cast<scalar_t>(coldness), grad_in.data_ptr<scalar_t>());
+        st.data_ptr<scalar_t>(), call.g, call.pooling, static_cast<scalar_t>(coldness), grad_in.data_ptr<scalar_t>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   return grad_in;
