@@ -39,6 +39,7 @@ from .attribution.gradient import gradient
 from .attribution.guided_backprop import guided_backprop
 from .attribution.linear_approx import linear_approx
 from .attribution.rise import rise_class
+from .attribution._targets import class_indices
 
 __all__ = ["METHODS", "LAYER_KEYS", "explain", "infer_layers", "center_saliency"]
 
@@ -165,32 +166,6 @@ def _check_input(x):
         raise ValueError(f"x must be a non-empty (N, C, H, W) batch, got shape {tuple(x.shape)}")
     if not x.is_floating_point():
         raise TypeError(f"x must be a floating-point tensor, got dtype {x.dtype}")
-
-
-def _check_target(target, num_images):
-    """One Python int >= 0 per image, from an int or a sequence/1-D tensor of ``num_images`` ints."""
-    if isinstance(target, torch.Tensor):
-        if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
-            raise TypeError(f"target must hold integer class indices, got dtype {target.dtype}")
-        if target.dim() > 1:
-            raise ValueError(f"target must be an int or a 1-D tensor of class indices, got shape "
-                             f"{tuple(target.shape)}")
-        target = target.reshape(-1).tolist()
-    if isinstance(target, numbers.Integral) and not isinstance(target, bool):
-        targets = [int(target)] * num_images
-    elif isinstance(target, (list, tuple)):
-        if not all(isinstance(t, numbers.Integral) and not isinstance(t, bool) for t in target):
-            raise TypeError(f"target must hold integer class indices, got {target!r}")
-        targets = [int(t) for t in target]
-        if len(targets) == 1:
-            targets = targets * num_images
-    else:
-        raise TypeError(f"target must be an int class index or one per image, got {type(target).__name__}")
-    if len(targets) != num_images:
-        raise ValueError(f"target must be one class index or one per image ({num_images}), got {len(targets)}")
-    if any(t < 0 for t in targets):
-        raise ValueError(f"target must hold class indices >= 0, got {min(targets)}")
-    return targets
 
 
 def _check_method(method):
@@ -342,7 +317,7 @@ def explain(method, model, x, target, layers=None, progress=False, **options):
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     _check_input(x)
-    targets = _check_target(target, x.shape[0])
+    targets = class_indices(target, x.shape[0])
     if not isinstance(progress, bool):
         raise TypeError(f"progress must be a bool, got {type(progress).__name__}")
     saliency = function(model, x, targets, layers, progress=progress, **options)

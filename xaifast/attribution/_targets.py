@@ -28,6 +28,17 @@ def _class_indices(y, batch_size, name):
     return labels
 
 
+def class_indices(y, batch_size, name="target"):
+    """One class index ``>= 0`` per image (a list of ``batch_size`` ints) from an int, a sequence
+    or a 0-/1-D integer tensor: the targets of the method registry and the evaluations."""
+    if isinstance(y, torch.Tensor) and y.dim() > 1:
+        raise ValueError(f"{name} must be an int or a 1-D tensor of class indices, got shape {tuple(y.shape)}")
+    labels = _class_indices(y, batch_size, name)
+    if min(labels) < 0:
+        raise ValueError(f"{name} must hold class indices >= 0, got {min(labels)}")
+    return labels
+
+
 def _check_range(labels_min, labels_max, num_classes, name):
     if labels_min < 0 or labels_max >= num_classes:
         bad = labels_min if labels_min < 0 else labels_max

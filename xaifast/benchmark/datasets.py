@@ -28,6 +28,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..ops._checks import check_int
+
 __all__ = ["CLASSES", "NUM_CLASSES", "MEAN", "STD", "MIN_SIZE", "ExampleSet", "SyntheticShapes",
            "make_example_set", "example_image", "normalize", "denormalize"]
 
@@ -94,22 +96,6 @@ def _check_size(size, name="size"):
         if side < MIN_SIZE:
             raise ValueError(f"{name} must be at least {MIN_SIZE} pixels, got {size!r}")
     return int(height), int(width)
-
-
-def _check_count(value, name):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be at least 1, got {value}")
-    return int(value)
-
-
-def _check_seed(seed):
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
-    if seed < 0:
-        raise ValueError(f"seed must be >= 0, got {seed}")
-    return int(seed)
 
 
 def _generator(seed, index):
@@ -288,8 +274,8 @@ class SyntheticShapes(torch.utils.data.Dataset):
     """
 
     def __init__(self, num_images, seed=0, size=224):
-        self.num_images = _check_count(num_images, "num_images")
-        self.seed = _check_seed(seed)
+        self.num_images = check_int("num_images", num_images, minimum=1)
+        self.seed = check_int("seed", seed, minimum=0)
         self.size = _check_size(size)
 
     def __len__(self):

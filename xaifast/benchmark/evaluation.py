@@ -26,6 +26,7 @@ import numbers
 
 import torch
 
+from ..attribution._targets import class_indices
 from ..ops._checks import check_int
 from ..ops.blur import imsmooth
 
@@ -52,23 +53,6 @@ def auc(curve):
     if curve.dim() == 0 or curve.shape[-1] < 2:
         raise ValueError(f"curve must have at least 2 points in its last dimension, got shape {tuple(curve.shape)}")
     return (curve.sum(-1) - (curve[..., 0] + curve[..., -1]) / 2) / (curve.shape[-1] - 1)
-
-
-def _check_targets(target, num_images):
-    if isinstance(target, torch.Tensor):
-        if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
-            raise TypeError(f"target must hold integer class indices, got dtype {target.dtype}")
-        target = target.reshape(-1).tolist()
-    if isinstance(target, numbers.Integral) and not isinstance(target, bool):
-        target = [int(target)] * num_images
-    if not isinstance(target, (list, tuple)) or not all(
-            isinstance(t, numbers.Integral) and not isinstance(t, bool) for t in target):
-        raise TypeError(f"target must be an int class index or one per image, got {target!r}")
-    if len(target) != num_images:
-        raise ValueError(f"target must be one class index or one per image ({num_images}), got {len(target)}")
-    if any(t < 0 for t in target):
-        raise ValueError(f"target must hold class indices >= 0, got {min(target)}")
-    return torch.tensor([int(t) for t in target], dtype=torch.long)
 
 
 def _substrate(images, mode, substrate, blur_sigma):
@@ -191,7 +175,7 @@ def deletion_insertion(model, images, saliency, target, mode="deletion", steps=N
     batch_size = check_int("batch_size", batch_size, 1)
     if not isinstance(return_curves, bool):
         raise TypeError(f"return_curves must be a bool, got {type(return_curves).__name__}")
-    targets = _check_targets(target, num_images)
+    targets = torch.tensor(class_indices(target, num_images), dtype=torch.long)
     images = images.detach()
     if isinstance(blur_sigma, bool) or not isinstance(blur_sigma, numbers.Real) or not blur_sigma >= 0:
         raise ValueError(f"blur_sigma must be a number >= 0, got {blur_sigma!r}")
