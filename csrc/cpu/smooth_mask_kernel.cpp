@@ -119,13 +119,14 @@ void backward(const T* grad, const T* mask, const T* weight, const T* full, cons
     // Padded copies of the cell row's pixel rows: lanes past out_w have g = 0, so they add nothing.
     std::vector<T> padded(static_cast<size_t>(4 * g.step * s.width_pad), T(0));
     std::vector<const T*> rows(static_cast<size_t>(g.window));
-    std::vector<const T*> w_rows(g.step), g_rows(g.step), out_rows(g.step), top_rows(g.step), sum_rows(g.step);
+    std::vector<const T*> w_rows(g.step);
+    std::vector<T*> g_rows(g.step), out_rows(g.step), top_rows(g.step), sum_rows(g.step);
     for (int64_t y = 0; y < g.step; ++y) {
       g_rows[y] = padded.data() + (4 * y) * s.width_pad;
       out_rows[y] = g_rows[y] + s.width_pad;
       top_rows[y] = out_rows[y] + s.width_pad;
       sum_rows[y] = top_rows[y] + s.width_pad;
-      std::fill(const_cast<T*>(sum_rows[y]), const_cast<T*>(sum_rows[y]) + s.width_pad, T(1));
+      std::fill(sum_rows[y], sum_rows[y] + s.width_pad, T(1));
     }
     for (int64_t index = begin; index < end; ++index) {
       const int64_t k = index / g.mid_h, cell = index % g.mid_h;
@@ -133,13 +134,13 @@ void backward(const T* grad, const T* mask, const T* weight, const T* full, cons
       const int64_t y_begin = cell * g.step, count = std::min(g.out_h, y_begin + g.step) - y_begin;
       for (int64_t r = 0; r < count; ++r) {
         const int64_t y = y_begin + r, offset = k * plane + y * g.out_w;
-        std::copy(grad + offset, grad + offset + g.out_w, const_cast<T*>(g_rows[r]));
-        std::copy(full + offset, full + offset + g.out_w, const_cast<T*>(out_rows[r]));
+        std::copy(grad + offset, grad + offset + g.out_w, g_rows[r]);
+        std::copy(full + offset, full + offset + g.out_w, out_rows[r]);
         if (softmax) {
           const T* top = stats + 2 * k * plane + y * g.out_w;
           const T* sum = stats + (2 * k + 1) * plane + y * g.out_w;
-          std::copy(top, top + g.out_w, const_cast<T*>(top_rows[r]));
-          std::copy(sum, sum + g.out_w, const_cast<T*>(sum_rows[r]));
+          std::copy(top, top + g.out_w, top_rows[r]);
+          std::copy(sum, sum + g.out_w, sum_rows[r]);
         }
         w_rows[r] = tiled.data() + (y % g.weight_h) * taps * s.width_pad;
       }

@@ -261,7 +261,7 @@ if HAS_EXT:
         if ctx.needs_input_grad[1]:
             raise NotImplementedError("xaifast::smooth_mask: no gradient with respect to weight (a constant of "
                                       "the mask geometry)")
-        grad_in = torch.ops.xaifast._smooth_mask_backward(grad.contiguous(), mask_in, weight, full, stats,
+        grad_in = torch.ops.xaifast._smooth_mask_backward(grad, mask_in, weight, full, stats,
                                                           *ctx.arguments)
         return grad_in, None, None, None, None, None
 
