@@ -14,7 +14,7 @@ for bench in benchmarks/bench_*.py; do
   baseline=reference
   case "$name" in
     bench_blur|bench_ebp|bench_extremal) baseline=torchray,reference ;;
-    bench_colorize) baseline=imgify-loop ;;
+    bench_colorize) baseline=zennit-loop,imgify-loop ;;
   esac
   echo "### $name (speed-up vs ${baseline//,/, else })"
   echo

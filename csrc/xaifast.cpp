@@ -116,6 +116,13 @@ std::string cpu_dispatch() {
 
 }  // namespace
 
+namespace xaifast {
+namespace cpu {  // csrc/cpu/colorize_kernel.cpp
+std::string colorize_lookup_path();
+std::string force_colorize_lookup_path(const std::string& name);
+}  // namespace cpu
+}  // namespace xaifast
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "xaifast compiled kernels (ops live under torch.ops.xaifast) and build facts";
   m.def("cuda_built", &cuda_built, "whether the CUDA kernels were compiled in");
@@ -123,4 +130,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("simd", &simd, "instruction sets the CPU kernels were compiled for");
   m.def("compiler", &compiler, "the C++ compiler that built the extension");
   m.def("cpu_dispatch", &cpu_dispatch, "the clone of the multiversioned CPU loops this CPU runs");
+  m.def("colorize_lookup", &xaifast::cpu::colorize_lookup_path,
+        "the palette lookup loop colorize runs on this CPU: vbmi, gather or scalar");
+  m.def("_force_colorize_lookup", &xaifast::cpu::force_colorize_lookup_path,
+        "tests only: run a plainer colorize lookup (auto, scalar, gather, vbmi); returns the previous setting");
 }

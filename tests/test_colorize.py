@@ -9,6 +9,7 @@ import torch
 import xaifast.reference as reference
 from xaifast.image import colorize, imgify
 from conftest import kernel_devices, requires_ext
+from xaifast import _extension
 
 
 def _maps(dtype=torch.float32, n=6, seed=0):
@@ -131,3 +132,46 @@ def test_deterministic_across_thread_counts():
 def test_bad_input(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+def _cpu_lookup_paths():
+    """The CPU palette-lookup loops this CPU can run (each plainer one is forced in turn)."""
+    if not _extension.HAS_EXT:
+        return []
+    order = ["scalar", "gather", "vbmi"]
+    return order[:order.index(_extension._C.colorize_lookup()) + 1]
+
+
+@requires_ext
+@pytest.mark.parametrize("path", _cpu_lookup_paths())
+@pytest.mark.parametrize("n,width", [(1, 1), (1, 15), (3, 16), (1, 17), (4, 63), (1, 64), (5, 65), (2, 130),
+                                     (3, 224)])
+def test_every_cpu_lookup_path_matches_the_reference(path, n, width):
+    generator = torch.Generator().manual_seed(width)
+    maps = torch.randn(n, 5, width, generator=generator)
+    maps[0, 0, 0] = -4.0  # spread the indices over the whole palette
+    palette = torch.randint(0, 256, (256, 3), generator=generator, dtype=torch.uint8)
+    size = n * 5 * width * 3
+    guarded = torch.full((size + 64,), 77, dtype=torch.uint8)  # bytes past the output must stay untouched
+    out = guarded[:size].view(n, 5, width, 3)
+    previous = _extension._C._force_colorize_lookup(path)
+    try:
+        for threads in (1, 2):
+            before = torch.get_num_threads()
+            torch.set_num_threads(threads)
+            try:
+                out.zero_()
+                torch.ops.xaifast.colorize_into(maps, None, None, palette, False, out)
+            finally:
+                torch.set_num_threads(before)
+            assert torch.equal(out, reference.colorize(maps, None, None, palette, False))
+            assert bool((guarded[size:] == 77).all())
+    finally:
+        _extension._C._force_colorize_lookup(previous)
+
+
+@requires_ext
+def test_lookup_path_switch_rejects_unknown_names():
+    with pytest.raises(ValueError, match="colorize lookup path must be"):
+        _extension._C._force_colorize_lookup("avx9")
+    assert _extension._C.colorize_lookup() in ("scalar", "gather", "vbmi")

@@ -61,6 +61,10 @@ def test_cpu_dispatch_matches_the_cpu_flags():
         return
     with open("/proc/cpuinfo") as handle:
         flags = next((line.split(":", 1)[1].split() for line in handle if line.startswith("flags")), [])
+    if {"avx512f", "avx512bw", "avx512vl"} <= set(flags):
+        assert facts["colorize_lookup"] == ("vbmi" if "avx512vbmi" in flags else "gather")
+    else:
+        assert facts["colorize_lookup"] == "scalar"
     if {"avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"} <= set(flags):
         assert facts["cpu_dispatch"] == "x86-64-v4"
     elif {"avx2", "fma", "bmi2"} <= set(flags):

@@ -33,6 +33,8 @@ def info():
           build facts of the extension (``None``/empty without it).
         * ``cpu_dispatch`` (str or None): the clone of the hot CPU loops this CPU runs:
           ``'x86-64-v4'`` (AVX-512), ``'x86-64-v3'`` (AVX2/FMA) or ``'baseline'``.
+        * ``colorize_lookup`` (str or None): the palette lookup loop of ``colorize`` on this CPU:
+          ``'vbmi'`` (AVX-512 byte permutes), ``'gather'`` (AVX-512 gathers) or ``'scalar'``.
         * ``torch`` (str): torch version; ``threads`` (int): ``torch.get_num_threads()``.
         * ``version`` (str): xaifast version.
 
@@ -56,6 +58,7 @@ def info():
         "simd": list(ext.simd()) if ext is not None else [],
         "compiler": ext.compiler() if ext is not None else None,
         "cpu_dispatch": ext.cpu_dispatch() if ext is not None else None,
+        "colorize_lookup": ext.colorize_lookup() if ext is not None else None,
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
     }

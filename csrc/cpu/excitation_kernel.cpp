@@ -6,6 +6,7 @@
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
 
+#include "cpu/allocation.h"
 #include "cpu/vector_math.h"
 #include "excitation.h"
 
@@ -17,7 +18,7 @@ constexpr int64_t kGrain = 1 << 15;
 at::Tensor ebp_normalize_cpu(const at::Tensor& grad, const at::Tensor& output, double eps) {
   check_elementwise_pair(grad, output, "xaifast::ebp_normalize", "grad", "output");
   const at::Tensor g = grad.contiguous(), o = output.contiguous();
-  at::Tensor out = at::empty(g.sizes(), g.options());
+  at::Tensor out = cpu::empty_output(g.sizes(), g.options());
   AT_DISPATCH_FLOATING_TYPES(g.scalar_type(), "ebp_normalize_cpu", [&] {
     const scalar_t* gp = g.const_data_ptr<scalar_t>();
     const scalar_t* op = o.const_data_ptr<scalar_t>();
@@ -33,7 +34,7 @@ at::Tensor ebp_normalize_cpu(const at::Tensor& grad, const at::Tensor& output, d
 at::Tensor ebp_product_cpu(const at::Tensor& input, const at::Tensor& grad) {
   check_elementwise_pair(input, grad, "xaifast::ebp_product", "input", "grad");
   const at::Tensor a = input.contiguous(), b = grad.contiguous();
-  at::Tensor out = at::empty(a.sizes(), a.options());
+  at::Tensor out = cpu::empty_output(a.sizes(), a.options());
   AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "ebp_product_cpu", [&] {
     const scalar_t* ap = a.const_data_ptr<scalar_t>();
     const scalar_t* bp = b.const_data_ptr<scalar_t>();

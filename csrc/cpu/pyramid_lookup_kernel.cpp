@@ -8,6 +8,7 @@
 
 #include <vector>
 
+#include "cpu/allocation.h"
 #include "common/pyramid.h"
 #include "cpu/vector_math.h"
 #include "pyramid_lookup.h"
@@ -111,7 +112,7 @@ at::Tensor pyramid_lookup_cpu(const at::Tensor& pyramid, const at::Tensor& mask)
   const at::Tensor p = pyramid.contiguous(), m = mask.contiguous();
   const LookupShape s = lookup_shape(p, m);
   check_offsets(s, "xaifast::pyramid_lookup");
-  at::Tensor out = at::empty({s.masks, s.channels, s.height, s.width}, p.options());
+  at::Tensor out = cpu::empty_output({s.masks, s.channels, s.height, s.width}, p.options());
   if (out.numel() == 0) return out;
   AT_DISPATCH_FLOATING_TYPES(p.scalar_type(), "pyramid_lookup_cpu", [&] {
     lookup_forward<scalar_t>(p.const_data_ptr<scalar_t>(), m.const_data_ptr<scalar_t>(), s,
@@ -128,7 +129,7 @@ at::Tensor pyramid_lookup_backward_cpu(const at::Tensor& grad, const at::Tensor&
   TORCH_CHECK_VALUE(g.dim() == 4 && g.size(0) == s.masks && g.size(1) == s.channels && g.size(2) == s.height &&
                         g.size(3) == s.width && g.scalar_type() == p.scalar_type(),
                     "xaifast::_pyramid_lookup_backward: grad must be (K, C, H, W) like the output, got ", g.sizes());
-  at::Tensor grad_mask = at::empty(m.sizes(), m.options());
+  at::Tensor grad_mask = cpu::empty_output(m.sizes(), m.options());
   if (grad_mask.numel() == 0) return grad_mask;
   AT_DISPATCH_FLOATING_TYPES(p.scalar_type(), "pyramid_lookup_backward_cpu", [&] {
     lookup_backward<scalar_t>(g.const_data_ptr<scalar_t>(), p.const_data_ptr<scalar_t>(),

@@ -13,6 +13,7 @@
 
 #include <vector>
 
+#include "cpu/allocation.h"
 #include "common/rise.h"
 #include "rise_masks.h"
 
@@ -121,7 +122,7 @@ at::Tensor rise_masks_cpu(const at::Tensor& grid, const at::Tensor& shifts, int6
   check_shifts_cpu(s, ay, ax);
   const at::Tensor image = input.has_value() ? input->contiguous() : at::Tensor();
   const int64_t channels = input.has_value() ? input->size(0) : 1;
-  at::Tensor out = at::empty({grid.size(0), channels, height, width}, g.options());
+  at::Tensor out = cpu::empty_output({grid.size(0), channels, height, width}, g.options());
   if (out.numel() == 0) return out;
   AT_DISPATCH_FLOATING_TYPES(g.scalar_type(), "rise_masks_cpu", [&] {
     masks_forward<scalar_t>(g.const_data_ptr<scalar_t>(), s.const_data_ptr<int64_t>(),
@@ -141,7 +142,7 @@ at::Tensor rise_masks_backward_cpu(const at::Tensor& grad_masks, const at::Tenso
   const at::Tensor go = grad_masks.contiguous(), s = shifts.contiguous();
   const RiseAxis ay = rise_axis(grid.size(1), go.size(2)), ax = rise_axis(grid.size(2), go.size(3));
   check_shifts_cpu(s, ay, ax);
-  at::Tensor grad_grid = at::empty(grid.sizes(), go.options());
+  at::Tensor grad_grid = cpu::empty_output(grid.sizes(), go.options());
   if (grad_grid.numel() == 0) return grad_grid;
   AT_DISPATCH_FLOATING_TYPES(go.scalar_type(), "rise_masks_backward_cpu", [&] {
     masks_backward<scalar_t>(go.const_data_ptr<scalar_t>(), s.const_data_ptr<int64_t>(), ay, ax,

@@ -16,6 +16,7 @@
 
 #include <vector>
 
+#include "cpu/allocation.h"
 #include "common/rise.h"
 #include "cpu/vector_math.h"
 
@@ -123,7 +124,7 @@ at::Tensor rise_upsample_cpu(const at::Tensor& partial, int64_t height) {
   TORCH_CHECK_VALUE(partial.size(0) == axis.cell, "xaifast::rise_upsample: partial must hold ceil(H / gh) = ",
                     axis.cell, " row shifts, got ", partial.size(0));
   const at::Tensor p = partial.contiguous();
-  at::Tensor out = at::empty({partial.size(1), height, partial.size(3)}, p.options());
+  at::Tensor out = cpu::empty_output({partial.size(1), height, partial.size(3)}, p.options());
   if (out.numel() == 0) return out;
   AT_DISPATCH_FLOATING_TYPES(p.scalar_type(), "rise_upsample_cpu", [&] {
     upsample<scalar_t>(p.const_data_ptr<scalar_t>(), axis, partial.size(1), partial.size(3),

@@ -18,6 +18,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "cpu/allocation.h"
 #include "cpu/vector_math.h"
 #include "separable_blur.h"
 
@@ -160,7 +161,7 @@ at::Tensor separable_blur_cpu(const at::Tensor& input, const at::Tensor& weight,
   const bool reduced = input.scalar_type() == at::kHalf || input.scalar_type() == at::kBFloat16;
   const at::Tensor x = (reduced ? input.to(at::kFloat) : input).contiguous();
   const at::Tensor w = (reduced ? weight.to(at::kFloat) : weight).contiguous();
-  at::Tensor out = at::empty({input.size(0), input.size(1), g.out_height, g.out_width}, x.options());
+  at::Tensor out = cpu::empty_output({input.size(0), input.size(1), g.out_height, g.out_width}, x.options());
   if (out.numel() > 0) {
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "separable_blur_cpu", [&] {
       blur_forward<scalar_t>(x.const_data_ptr<scalar_t>(), w.const_data_ptr<scalar_t>(),
@@ -181,7 +182,7 @@ at::Tensor separable_blur_backward_cpu(const at::Tensor& grad, const at::Tensor&
   const bool reduced = grad.scalar_type() == at::kHalf || grad.scalar_type() == at::kBFloat16;
   const at::Tensor go = (reduced ? grad.to(at::kFloat) : grad).contiguous();
   const at::Tensor w = (reduced ? weight.to(at::kFloat) : weight).contiguous();
-  at::Tensor grad_input = at::empty(input_size, go.options());
+  at::Tensor grad_input = cpu::empty_output(input_size, go.options());
   if (grad_input.numel() > 0) {
     AT_DISPATCH_FLOATING_TYPES(go.scalar_type(), "separable_blur_backward_cpu", [&] {
       blur_backward<scalar_t>(go.const_data_ptr<scalar_t>(), w.const_data_ptr<scalar_t>(), g,

@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "cpu/allocation.h"
 #include "cpu/smooth_mask_rows.h"
 #include "smooth_mask.h"
 
@@ -204,7 +205,7 @@ at::Tensor smooth_mask_backward_cpu(const at::Tensor& grad, const at::Tensor& ma
   const Layout s = make_layout(call.g);
   const at::Tensor gr = grad.contiguous(), m = mask_in.contiguous(), w = weight.contiguous(), f = full.contiguous(),
                    st = stats.contiguous();
-  at::Tensor grad_in = at::empty({call.g.masks, 1, call.g.in_h, call.g.in_w}, m.options());
+  at::Tensor grad_in = cpu::empty_output({call.g.masks, 1, call.g.in_h, call.g.in_w}, m.options());
   AT_DISPATCH_FLOATING_TYPES(m.scalar_type(), "smooth_mask_backward_cpu", [&] {
     backward<scalar_t>(gr.data_ptr<scalar_t>(), m.data_ptr<scalar_t>(), w.data_ptr<scalar_t>(),
                        f.data_ptr<scalar_t>(), st.data_ptr<scalar_t>(), s, call.pooling,

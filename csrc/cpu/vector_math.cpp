@@ -1,6 +1,8 @@
 #include "cpu/vector_math.h"
 
+#include <cstring>
 #include <limits>
+#include <type_traits>
 
 namespace xaifast {
 namespace cpu {
@@ -51,38 +53,44 @@ XAI_ALWAYS_INLINE void running_sums_impl(int64_t n, const T* __restrict__ prev0,
   }
 }
 
-// 16 independent lanes updated element-wise (which the compiler vectorises; it will not
-// vectorise a floating-point min/max reduction), combined at the end. Order does not matter:
-// min and max of non-NaN values are exact, and any NaN makes both bounds NaN.
+// Two 64-byte vectors of lanes (GCC vector types: the compiler neither vectorises a
+// floating-point min/max reduction nor the lane-array form of it, which ran scalar), combined at
+// the end. Order does not matter: min and max of non-NaN values are exact, and any NaN makes both
+// bounds NaN. A lane's comparison never lets a NaN in, so NaNs are tracked in their own mask.
 template <typename T>
 XAI_ALWAYS_INLINE void min_max_impl(int64_t n, const T* __restrict__ x, T* lo, T* hi) {
-  constexpr int64_t kLanes = 16;
-  T low[kLanes], high[kLanes];
-  int32_t nan[kLanes];
-  for (int64_t j = 0; j < kLanes; ++j) {
-    low[j] = high[j] = x[0];
-    nan[j] = 0;
-  }
+  typedef T Vec __attribute__((vector_size(64)));
+  typedef std::conditional_t<sizeof(T) == 4, int32_t, int64_t> Bits;
+  typedef Bits Mask __attribute__((vector_size(64)));
+  constexpr int64_t kLanes = 64 / sizeof(T);
+  Vec low0 = Vec{} + x[0], high0 = low0, low1 = low0, high1 = low0;
+  Mask nan0 = {}, nan1 = {};
   int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes) {
-    for (int64_t j = 0; j < kLanes; ++j) {
-      const T v = x[i + j];
-      low[j] = v < low[j] ? v : low[j];
-      high[j] = v > high[j] ? v : high[j];
-      nan[j] |= static_cast<int32_t>(v != v);
-    }
+  for (; i + 2 * kLanes <= n; i += 2 * kLanes) {
+    Vec a, b;
+    std::memcpy(&a, x + i, sizeof(Vec));
+    std::memcpy(&b, x + i + kLanes, sizeof(Vec));
+    low0 = a < low0 ? a : low0;
+    high0 = a > high0 ? a : high0;
+    nan0 |= a != a;
+    low1 = b < low1 ? b : low1;
+    high1 = b > high1 ? b : high1;
+    nan1 |= b != b;
+  }
+  low0 = low1 < low0 ? low1 : low0;
+  high0 = high1 > high0 ? high1 : high0;
+  nan0 |= nan1;
+  T l = low0[0], h = high0[0];
+  Bits any_nan = 0;
+  for (int64_t j = 0; j < kLanes; ++j) {
+    l = low0[j] < l ? low0[j] : l;
+    h = high0[j] > h ? high0[j] : h;
+    any_nan |= nan0[j];
   }
   for (; i < n; ++i) {
-    low[0] = x[i] < low[0] ? x[i] : low[0];
-    high[0] = x[i] > high[0] ? x[i] : high[0];
-    nan[0] |= static_cast<int32_t>(x[i] != x[i]);
-  }
-  T l = low[0], h = high[0];
-  int32_t any_nan = nan[0];
-  for (int64_t j = 1; j < kLanes; ++j) {
-    l = low[j] < l ? low[j] : l;
-    h = high[j] > h ? high[j] : h;
-    any_nan |= nan[j];
+    l = x[i] < l ? x[i] : l;
+    h = x[i] > h ? x[i] : h;
+    any_nan |= static_cast<Bits>(x[i] != x[i]);
   }
   if (any_nan != 0 || l != l) {
     l = h = std::numeric_limits<T>::quiet_NaN();
