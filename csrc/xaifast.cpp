@@ -24,6 +24,9 @@ TORCH_LIBRARY(xaifast, m) {
   // shift dy, the per-class sums of column-interpolated grids; returns (C, H, W) =
   // sum_dy A_dy @ partial[dy, c] with A_dy the bilinear row weights at that shift.
   m.def("rise_upsample(Tensor partial, SymInt height) -> Tensor");
+  // out (M, N) = [out +] a (M, K) @ b (K, N), each element summed in an order fixed by the shapes
+  // alone (CPU; BLAS's own threading splits sums by thread count). RISE's accumulation uses it.
+  m.def("matmul_into(Tensor(a!) out, Tensor a, Tensor b, bool accumulate) -> ()");
 
   // Excitation backprop: grad / (output + eps), and input * grad, elementwise in one pass.
   m.def("ebp_normalize(Tensor grad, Tensor output, float eps) -> Tensor");

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import xaifast.reference as reference
+from xaifast import ops
 from xaifast.ops import LowRankAccumulator, axis_weights, rise_accumulate, rise_masks
 from conftest import kernel_devices, requires_ext, tolerance
 
@@ -180,3 +181,42 @@ def test_upsample_bad_input():
         rise_upsample(torch.rand(4, 5, 6), 17)
     with pytest.raises(ValueError, match="partial must hold ceil"):
         rise_upsample(torch.rand(3, 2, 5, 6), 17)
+
+
+@requires_ext
+@pytest.mark.parametrize("shape", [(10, 30, 1024), (10, 30, 12), (1, 146, 1568), (64, 500, 16), (65, 100, 16),
+                                   (130, 40, 2100), (3, 0, 5)], ids=str)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
+def test_matmul_into_is_the_product_on_every_thread_count(shape, dtype):
+    rows, inner, cols = shape
+    generator = torch.Generator().manual_seed(rows * cols)
+    a = torch.rand(inner, rows, generator=generator, dtype=dtype).T  # a transposed view, as RISE passes it
+    b = torch.rand(inner, cols, generator=generator, dtype=dtype)
+    start = torch.rand(rows, cols, generator=generator, dtype=dtype)
+    before = torch.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2, 3):
+            torch.set_num_threads(threads)
+            out = start.clone()
+            results.append((ops.rise.matmul_into(out, a, b, accumulate=True).clone(),
+                            ops.rise.matmul_into(torch.empty(rows, cols, dtype=dtype), a, b)))
+    finally:
+        torch.set_num_threads(before)
+    for accumulated, product in results[1:]:
+        assert torch.equal(accumulated, results[0][0]) and torch.equal(product, results[0][1])
+    tolerance = dict(rtol=1e-5, atol=1e-5 * max(inner, 1)) if dtype == torch.float32 else {}
+    torch.testing.assert_close(results[0][0], start + a @ b, **tolerance)
+    torch.testing.assert_close(results[0][1], a @ b, **tolerance)
+
+
+@requires_ext
+def test_matmul_into_opcheck_and_bad_input():
+    out, a, b = torch.zeros(70, 40), torch.rand(70, 9), torch.rand(9, 40)
+    torch.library.opcheck(torch.ops.xaifast.matmul_into, (out, a, b, True))
+    with pytest.raises(ValueError, match="shapes do not chain"):
+        torch.ops.xaifast.matmul_into(out, a, torch.rand(8, 40), False)
+    with pytest.raises(TypeError, match="all be float32 or all float64"):
+        torch.ops.xaifast.matmul_into(out, a.double(), b, False)
+    with pytest.raises(ValueError, match="must be 2-D"):
+        torch.ops.xaifast.matmul_into(out, a[None], b, False)

@@ -21,7 +21,7 @@ import torch
 
 from .._progress import progress as _progress
 from ..ops import rise_masks
-from ..ops.rise import LowRankAccumulator
+from ..ops.rise import LowRankAccumulator, matmul_into
 from ._checks import check_resize, check_resize_mode
 from .common import resize_saliency
 
@@ -141,7 +141,7 @@ def _rise(model, input, classes, seed, num_masks, num_cells, filter_masks, batch
                     dense = torch.zeros(num_images, scores.shape[2], height * width, dtype=dtype, device=device)
                 flat = masks.reshape(size, height * width).to(dtype)
                 for image in range(num_images):
-                    dense[image].addmm_(scores[image].T, flat)  # in place: no per-chunk allocation
+                    matmul_into(dense[image], scores[image].T, flat, accumulate=True)  # in place, thread-count proof
         saliency = accumulator.result() if dense is None else dense.reshape(num_images, -1, height, width)
         return resize_saliency(input, saliency, resize, resize_mode)
 

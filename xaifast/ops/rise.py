@@ -172,10 +172,8 @@ class LowRankAccumulator:
             group = slice(start, start + count)
             start += count
             for image in range(self.images):
-                if self._written[shift]:
-                    self.partial[image, shift].addmm_(scores[image, group].T, lowres[group])
-                else:
-                    torch.mm(scores[image, group].T, lowres[group], out=self.partial[image, shift])
+                matmul_into(self.partial[image, shift], scores[image, group].T, lowres[group],
+                            accumulate=self._written[shift])
             self._written[shift] = True
 
     def result(self):
@@ -224,7 +222,44 @@ def rise_accumulate(scores, grid, shifts, height, width):
     return accumulator.result()[0]
 
 
+def matmul_into(out, a, b, accumulate=False):
+    """``out = a @ b`` (or ``out += a @ b``) in place, the same bits on every thread count.
+
+    RISE's accumulation runs through this: BLAS's own threading splits sums by the thread count
+    (on an AMD EPYC a 10 x 30 @ 30 x 1024 product differed in the last bit between 1 and 2
+    threads). On the CPU with the compiled extension the product is cut into blocks that depend
+    on the shapes alone, each computed by one thread (``torch.ops.xaifast.matmul_into``);
+    elsewhere it is ``torch.mm``/``addmm_`` (cuBLAS is deterministic for fixed shapes).
+
+    Args:
+        out (Tensor): ``(M, N)``, float32 or float64, rows contiguous; written in place.
+        a (Tensor): ``(M, K)``, the same dtype and device.
+        b (Tensor): ``(K, N)``, the same dtype and device.
+        accumulate (bool): add to ``out`` instead of overwriting it. Default: ``False``.
+
+    Returns:
+        Tensor: ``out``.
+
+    Example:
+        >>> out = torch.zeros(10, 1024)
+        >>> matmul_into(out, torch.rand(10, 30), torch.rand(30, 1024), accumulate=True).shape
+        torch.Size([10, 1024])
+    """
+    if out.device.type == "cpu" and has_kernel("cpu") and out.dtype in (torch.float32, torch.float64):
+        torch.ops.xaifast.matmul_into(out, a, b, accumulate)
+    elif accumulate:
+        out.addmm_(a, b)
+    else:
+        torch.mm(a, b, out=out)
+    return out
+
+
 if HAS_EXT:
+
+    @torch.library.register_fake("xaifast::matmul_into")
+    def _matmul_into_fake(out, a, b, accumulate):
+        torch._check(a.dim() == 2 and b.dim() == 2 and out.dim() == 2, lambda: "matmul_into: 2-D tensors only")
+        return None
 
     @torch.library.register_fake("xaifast::rise_upsample")
     def _rise_upsample_fake(partial, height):
