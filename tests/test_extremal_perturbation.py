@@ -159,7 +159,9 @@ def test_perturbation_matches_torchray(torchray_ep, type):
     torch.testing.assert_close(out, reference, rtol=1e-6, atol=1e-7)
     out.sum().backward()
     reference.sum().backward()
-    torch.testing.assert_close(a.grad, b.grad, rtol=1e-5, atol=1e-6)
+    # Float32 rounding of the level differences: both are ~1.6e-6 from a float64 run where the
+    # largest gradient is 5.4, so the absolute tolerance scales with the gradient.
+    torch.testing.assert_close(a.grad, b.grad, rtol=1e-5, atol=1e-6 * float(b.grad.abs().max()))
     assert ours.to("meta").pyramid.device.type == "meta"  # really moved (TorchRay's to() is a no-op)
 
 
