@@ -40,6 +40,25 @@ def test_kernel_matches_reference(device, dtype, shape, contiguous, op):
 
 
 @requires_ext
+@pytest.mark.parametrize("device", kernel_devices())
+@pytest.mark.parametrize("op", ["ebp_normalize", "ebp_product"])
+def test_layouts_kept_or_made_contiguous(device, op):
+    extra = (1e-6,) if op == "ebp_normalize" else ()
+    a, b = _pair((2, 5, 4, 3), torch.float32, device)
+    last = torch.channels_last
+    cases = [  # operands, expected output strides
+        ((a.contiguous(memory_format=last), b.contiguous(memory_format=last)), a.contiguous(memory_format=last).stride()),
+        ((a.contiguous(memory_format=last), b), a.stride()),           # layouts differ: contiguous
+        ((a[:, :, ::2], b[:, :, ::2]), a[:, :, ::2].contiguous().stride()),  # same strides, not dense
+    ]
+    for (x, y), strides in cases:
+        out = getattr(torch.ops.xaifast, op)(x, y, *extra)
+        assert out.stride() == strides
+        torch.testing.assert_close(out, getattr(reference, op)(x, y, *extra))
+        torch.library.opcheck(getattr(torch.ops.xaifast, op), (x, y, *extra))  # the fake kernel agrees
+
+
+@requires_ext
 def test_gradcheck_opcheck_compile():
     a, b = _pair((3, 4, 5), torch.float64, "cpu")
     a.requires_grad_()

@@ -2,7 +2,7 @@
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/core/Tensor.h>
-#include <ATen/ops/empty.h>
+#include <ATen/ops/empty_strided.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
@@ -34,8 +34,8 @@ __global__ void product_kernel(const scalar_t* __restrict__ a, const scalar_t* _
 at::Tensor ebp_normalize_cuda(const at::Tensor& grad, const at::Tensor& output, double eps) {
   check_elementwise_pair(grad, output, "xaifast::ebp_normalize", "grad", "output");
   c10::cuda::CUDAGuard guard(grad.device());
-  const at::Tensor g = grad.contiguous(), o = output.contiguous();
-  at::Tensor out = at::empty(g.sizes(), g.options());
+  const auto [g, o] = same_layout(grad, output);
+  at::Tensor out = at::empty_strided(g.sizes(), g.strides(), g.options());
   if (out.numel() == 0) return out;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, g.scalar_type(), "ebp_normalize_cuda", [&] {
     normalize_kernel<scalar_t><<<blocks_for(g.numel()), kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
@@ -48,8 +48,8 @@ at::Tensor ebp_normalize_cuda(const at::Tensor& grad, const at::Tensor& output, 
 at::Tensor ebp_product_cuda(const at::Tensor& input, const at::Tensor& grad) {
   check_elementwise_pair(input, grad, "xaifast::ebp_product", "input", "grad");
   c10::cuda::CUDAGuard guard(input.device());
-  const at::Tensor a = input.contiguous(), b = grad.contiguous();
-  at::Tensor out = at::empty(a.sizes(), a.options());
+  const auto [a, b] = same_layout(input, grad);
+  at::Tensor out = at::empty_strided(a.sizes(), a.strides(), a.options());
   if (out.numel() == 0) return out;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, a.scalar_type(), "ebp_product_cuda", [&] {
     product_kernel<scalar_t><<<blocks_for(a.numel()), kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(

@@ -74,15 +74,31 @@ def ebp_product(input, grad):
 
 if HAS_EXT:
 
+    def _is_dense(t):
+        # at::Tensor::is_non_overlapping_and_dense: by increasing stride, each stride is the
+        # product of the sizes before it (size-1 dimensions ignored).
+        expected = 1
+        for stride, size in sorted((st, n) for st, n in zip(t.stride(), t.shape) if n != 1):
+            if stride != expected:
+                return False
+            expected *= size
+        return True
+
+    def _output_like(a, b):
+        # As the kernels: the operands' layout when they share one dense layout, else contiguous.
+        if a.stride() == b.stride() and _is_dense(a):
+            return torch.empty_strided(a.shape, a.stride(), dtype=a.dtype, device=a.device)
+        return torch.empty_like(a, memory_format=torch.contiguous_format)
+
     @torch.library.register_fake("xaifast::ebp_normalize")
     def _ebp_normalize_fake(grad, output, eps):
         torch._check(grad.shape == output.shape, lambda: "ebp_normalize: grad and output must have one shape")
-        return torch.empty_like(grad, memory_format=torch.contiguous_format)
+        return _output_like(grad, output)
 
     @torch.library.register_fake("xaifast::ebp_product")
     def _ebp_product_fake(input, grad):
         torch._check(input.shape == grad.shape, lambda: "ebp_product: input and grad must have one shape")
-        return torch.empty_like(input, memory_format=torch.contiguous_format)
+        return _output_like(input, grad)
 
     def _normalize_setup(ctx, inputs, output):
         grad, out, eps = inputs
