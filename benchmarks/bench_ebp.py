@@ -57,14 +57,21 @@ def _vgg_like():
     ).eval()
 
 
-def _inputs():
-    return torch.rand(4, 3, 224, 224, generator=torch.Generator().manual_seed(1)), [3, 17, 42, 99]
+def _inputs(layout="nchw"):
+    x = torch.rand(4, 3, 224, 224, generator=torch.Generator().manual_seed(1))
+    if layout == "nhwc":  # a channels-last batch: every layer, both methods' included, keeps that layout
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x, [3, 17, 42, 99]
 
 
+LAYOUTS = ["nchw", "nhwc"]
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("impl", IMPLS)
-def test_excitation_backprop(record, impl):
-    record.group = "ebp-e2e-cpu-vgglike-4x3x224x224"
-    model, (x, target) = _vgg_like(), _inputs()
+def test_excitation_backprop(record, impl, layout):
+    record.group = "ebp-e2e-cpu-vgglike-4x3x224x224" + ("" if layout == "nchw" else "-channels-last")
+    model, (x, target) = _vgg_like(), _inputs(layout)
     fn = excitation_backprop if impl == "xaifast" else TORCHRAY.excitation_backprop
     out = record.pedantic(fn, args=(model, x, target), kwargs=dict(saliency_layer="3"), rounds=5, iterations=1)
     if TORCHRAY is not None:
@@ -72,10 +79,11 @@ def test_excitation_backprop(record, impl):
         torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-8)
 
 
+@pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("impl", IMPLS)
-def test_contrastive_excitation_backprop(record, impl):
-    record.group = "ebp-contrastive-e2e-cpu-vgglike-4x3x224x224"
-    model, (x, target) = _vgg_like(), _inputs()
+def test_contrastive_excitation_backprop(record, impl, layout):
+    record.group = "ebp-contrastive-e2e-cpu-vgglike-4x3x224x224" + ("" if layout == "nchw" else "-channels-last")
+    model, (x, target) = _vgg_like(), _inputs(layout)
     fn = contrastive_excitation_backprop if impl == "xaifast" else TORCHRAY.contrastive_excitation_backprop
     kwargs = dict(saliency_layer="3", contrast_layer="13")
     out = record.pedantic(fn, args=(model, x, target), kwargs=kwargs, rounds=5, iterations=1)

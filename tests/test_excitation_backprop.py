@@ -319,6 +319,27 @@ def test_contrastive_matches_torchray(torchray_ebp, saliency_layer, contrast_lay
     assert results[0].min() >= 0
 
 
+def test_contrastive_runs_the_model_once():
+    model, x = tiny_vgg(), rand(2, 3, 16, 16)
+    calls = []
+    model.register_forward_hook(lambda module, inputs, output: calls.append(1))
+    contrastive_excitation_backprop(model, x, 1, "2", "8")
+    assert len(calls) == 1  # TorchRay runs it twice; the values would be the same
+
+
+@pytest.mark.parametrize("method", ["plain", "contrastive"])
+def test_channels_last_input_matches_torchray(torchray_ebp, method):
+    model, x = tiny_vgg(), rand(2, 3, 16, 16)
+    last = x.contiguous(memory_format=torch.channels_last)
+    if method == "plain":
+        ours = excitation_backprop(copy.deepcopy(model), last, 1, saliency_layer="5")
+        theirs = torchray_ebp.excitation_backprop(copy.deepcopy(model), x.clone(), 1, saliency_layer="5")
+    else:
+        ours = contrastive_excitation_backprop(copy.deepcopy(model), last, 1, "2", "8")
+        theirs = torchray_ebp.contrastive_excitation_backprop(copy.deepcopy(model), x.clone(), 1, "2", "8")
+    assert_parity(ours, theirs)
+
+
 @pytest.mark.parametrize("layer", ["", "layer1", "layer1.1.relu", "layer2.0.bn3"])
 def test_resnet_matches_torchray(torchray_ebp, layer):
     model, x = tiny_resnet(), rand(2, 3, 16, 16)

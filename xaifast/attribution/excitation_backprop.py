@@ -70,6 +70,7 @@ import torch
 import torch.nn as nn
 
 from ._checks import check_callable, check_module, check_resize, check_resize_mode, check_tensor
+from ._probe import _InjectContrast
 from ._excitation_rules import (ExcitationMode, PositiveWeightCache, _basic_block_forward,  # noqa: F401
                                 _bottleneck_forward, _classifier, _flip, _forward,
                                 _get_classifier_layer, _gradient_of, _is_bottleneck,
@@ -296,17 +297,20 @@ def contrastive_excitation_backprop(model, input, target, saliency_layer, contra
     """Contrastive excitation-backprop saliency map at ``saliency_layer``.
 
     1. Runs the model and sends back the target's signal with the weights of
-       ``classifier_layer`` negated, recording the excitation ``c`` at ``contrast_layer``.
-    2. Runs the model again and sends back the target's signal with the true weights,
-       subtracting ``c`` at ``contrast_layer`` (not clamped, as TorchRay).
+       ``classifier_layer`` negated, as far as ``contrast_layer``, recording the excitation
+       ``c`` there.
+    2. Sends back the target's signal with the true weights, subtracting ``c`` at
+       ``contrast_layer`` (not clamped, as TorchRay).
     3. The map is ``max(sum_c excitation, 0)`` at ``saliency_layer``
        (:func:`gradient_to_contrastive_excitation_backprop_saliency`), resized if asked.
 
     ``saliency_layer`` should come before ``contrast_layer`` in the network, and
     ``contrast_layer`` before the classifier.
 
-    Unlike TorchRay, which leaves every parameter with ``requires_grad=False`` and the model in
-    ``eval()`` mode, both are restored (also when the model raises), as are the classifier's
+    Unlike TorchRay, the model runs once, not twice (both passes use its one graph; TorchRay's
+    second run computes the same values, the model being in ``eval()`` mode), and the first pass
+    stops at ``contrast_layer``. Unlike TorchRay, which leaves every parameter with
+    ``requires_grad=False`` and the model in ``eval()`` mode, both are restored (also when the model raises), as are the classifier's
     weights; debug probes are detached before returning; unknown layer names, a
     ``classifier_layer`` that is not a convolution or linear layer, and other bad arguments raise
     ``ValueError``/``TypeError`` naming them; ``resize_mode`` may be any ``F.interpolate`` mode.
@@ -351,21 +355,33 @@ def contrastive_excitation_backprop(model, input, target, saliency_layer, contra
     with _attribution_state(model, debug) as (probes, debug_probes):
         context = ExcitationBackpropContext()
         with context:
+            # One forward for both passes (TorchRay runs the model twice; with the model in
+            # eval() mode both runs compute the same values).
             contrast_probe = Probe(contrast_module, target="output")
-            probes.append(contrast_probe)
+            saliency_probe = Probe(saliency_module, target="output")
+            probes.extend([contrast_probe, saliency_probe])
             output = _forward(model, input, contrast_probe, "contrast_layer", contrast_layer)
+            if not saliency_probe.data:
+                raise ValueError(f"saliency_layer {saliency_layer!r} was not called by the model's forward pass")
+            contrasted = contrast_probe.data[0]
+            if not isinstance(contrasted, torch.Tensor) or not contrasted.is_floating_point():
+                raise ValueError(f"contrast_layer {contrast_layer!r} got no excitation: its output is not a "
+                                 "floating tensor the model output depends on")
             gradient = get_backward_gradient(output, target)
+            # Pass 1, with the classifier's weights negated: only down to contrast_layer
+            # (autograd.grad runs just the part of the graph between the two), graph kept.
             _flip(classifier.weight, context)
             try:
-                output.backward(gradient.clone())
+                (contrast,) = torch.autograd.grad(output, contrasted, gradient.clone(), retain_graph=True,
+                                                  allow_unused=True)
             finally:
                 _flip(classifier.weight, context)
-            contrast_probe.contrast = [_gradient_of(contrast_probe, "contrast_layer",
-                                                    contrast_layer).grad]
-
-            saliency_probe = Probe(saliency_module, target="output")
-            probes.append(saliency_probe)
-            output = _forward(model, input, saliency_probe, "saliency_layer", saliency_layer)
+            if contrast is None:
+                raise ValueError(f"contrast_layer {contrast_layer!r} got no excitation: the model output "
+                                 "does not depend on it")
+            contrast_probe.contrast = [contrast]
+            contrasted.register_hook(_InjectContrast(contrast, contrast_probe.non_negative_contrast))
+            # Pass 2, true weights, the contrast subtracted at contrast_layer.
             output.backward(gradient)
 
         probed = _gradient_of(saliency_probe, "saliency_layer", saliency_layer)
