@@ -32,6 +32,11 @@ TORCH_LIBRARY(xaifast, m) {
   m.def("ebp_normalize(Tensor grad, Tensor output, float eps) -> Tensor");
   m.def("ebp_product(Tensor input, Tensor grad) -> Tensor");
 
+  // Extremal perturbation's area regulariser: per row of rows (K, n), ones on the n - zeros[r]
+  // largest values (ties as a stable ascending sort orders them; NaN last), zeros elsewhere; the
+  // loss is mean((rows - targets)^2). CPU kernel; other devices run the reference (a selection).
+  m.def("area_targets(Tensor rows, int[] zeros) -> Tensor");
+
   // Heatmaps (N, H, W) -> RGB (N, H, W, 3) uint8: per map, index = trunc(clip((x - vmin[n]) /
   // (vmax[n] - vmin[n]) * 255, 0, 255)) (NaN -> 0) in numpy's promoted dtypes, then palette[index].
   // A bound left None is the map's min / max (symmetric: -max|x| / max|x|), NaN if it has a NaN.

@@ -11,6 +11,7 @@ import torch
 
 import xaifast.reference.extremal as reference
 from xaifast.ops.extremal import area_loss, blur_pyramid, mask_geometry, pyramid_lookup, smooth_mask
+from conftest import requires_ext
 
 # (shape, step, sigma): regular and periodic; non-integral sigma (periodic or not); a step
 # whose float32 cell index is not u // step (the literal formulation runs); a tiny image.
@@ -280,3 +281,44 @@ def test_area_loss_one_area_for_all_and_extremes():
 def test_area_loss_bad_arguments(mask, area, match):
     with pytest.raises(ValueError, match=match):
         area_loss(mask, area)
+
+
+@requires_ext
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("levels", [None, 5, 2], ids=["distinct", "5-levels", "2-levels"])
+def test_area_targets_kernel_equals_reference(dtype, levels):
+    generator = torch.Generator().manual_seed(7)
+    rows = torch.rand(5, 997, generator=generator, dtype=dtype) * 2 - 0.5
+    if levels is not None:  # many ties at the threshold
+        rows = (rows * levels).round() / levels
+    rows[1, :40] = 0.0
+    rows[1, 40:80] = -0.0  # equal to 0.0, as in any sort
+    rows[2, ::3] = float("inf")
+    rows[3, ::5] = -float("inf")
+    for zeros in ([0, 1, 498, 996, 997], [997, 500, 3, 0, 250], [10, 10, 10, 10, 10]):
+        before = torch.get_num_threads()
+        try:
+            results = []
+            for threads in (1, 2, 3):
+                torch.set_num_threads(threads)
+                results.append(torch.ops.xaifast.area_targets(rows, zeros))
+        finally:
+            torch.set_num_threads(before)
+        expected = reference.area_targets(rows, zeros)
+        for got in results:
+            assert got.dtype == dtype and torch.equal(got, expected)
+
+
+@requires_ext
+def test_area_targets_nan_sorts_last_and_opcheck():
+    rows = torch.tensor([[0.5, float("nan"), 0.1, float("nan"), 0.9]])
+    # Stable ascending order: 0.1, 0.5, 0.9, nan (index 1), nan (index 3).
+    assert torch.ops.xaifast.area_targets(rows, [3]).tolist() == [[0.0, 1.0, 0.0, 1.0, 0.0]]
+    assert torch.ops.xaifast.area_targets(rows, [2]).tolist() == [[0.0, 1.0, 0.0, 1.0, 1.0]]
+    torch.library.opcheck(torch.ops.xaifast.area_targets, (torch.rand(3, 50), [10, 0, 50]))
+    with pytest.raises(ValueError, match="zeros must have one count per row"):
+        torch.ops.xaifast.area_targets(torch.rand(3, 50), [1, 2])
+    with pytest.raises(ValueError, match=r"zeros must lie in \[0, 50\]"):
+        torch.ops.xaifast.area_targets(torch.rand(1, 50), [51])
+    with pytest.raises(TypeError, match="float32 or float64"):
+        torch.ops.xaifast.area_targets(torch.rand(1, 50).half(), [5])

@@ -179,8 +179,10 @@ def area_loss(mask, area):
     """TorchRay's area regulariser ``mean((sort(mask) - reference)^2)``, without sorting.
 
     ``reference`` is ``int(n (1 - area))`` zeros followed by ones; only the ``k``-th smallest
-    value matters, found by selection (O(n)). Same value and gradient as the sort-based form;
-    values tied at the threshold are split between 0 and 1 as a stable sort orders them.
+    value matters, found by selection (O(n)): on the CPU by the compiled ``area_targets`` op
+    (radix selection, 3 passes over a float32 row), elsewhere by ``kthvalue``. Same value and
+    gradient as the sort-based form; values tied at the threshold are split between 0 and 1 as
+    a stable sort orders them.
 
     Args:
         mask (Tensor): ``(K, ...)`` masks (each row flattened).
@@ -199,10 +201,18 @@ def area_loss(mask, area):
     areas = check_areas(area)
     if len(areas) not in (1, mask.shape[0]):
         raise ValueError(f"area must be one number or one per mask ({mask.shape[0]}), got {len(areas)}")
-    return reference.area_loss(mask, areas if len(areas) > 1 else areas[0])
+    area = areas if len(areas) > 1 else areas[0]
+    if mask.device.type == "cpu" and has_kernel("cpu") and mask.dtype in (torch.float32, torch.float64):
+        return reference.area_loss(mask, area, targets=torch.ops.xaifast.area_targets)
+    return reference.area_loss(mask, area)
 
 
 if HAS_EXT:
+
+    @torch.library.register_fake("xaifast::area_targets")
+    def _area_targets_fake(rows, zeros):
+        torch._check(rows.dim() == 2, lambda: "area_targets: rows must be (K, n)")
+        return torch.empty_like(rows, memory_format=torch.contiguous_format)
 
     @torch.library.register_fake("xaifast::pyramid_lookup")
     def _pyramid_lookup_fake(pyramid, mask):

@@ -373,44 +373,37 @@ def _reference_counts(area, size):
     return zeros, size - zeros
 
 
-def area_loss(mask, area):
-    """TorchRay's area regulariser, ``mean((sort(mask) - reference)^2)``, by selection.
+def area_targets(rows, zeros):
+    """The 0/1 step each row of ``rows`` is compared with, in the row's own order.
 
-    TorchRay's ``reference`` is a step: ``z = int(n (1 - area))`` zeros then ``n - z`` ones, so
-    the sorted mask is compared with 0 on its ``z`` smallest values and with 1 on the others.
-    Only the ``(z + 1)``-th smallest value ``t`` is needed (``kthvalue``, O(n)): values above
-    ``t`` are compared with 1, values below with 0, and of the values equal to ``t`` the
-    last ones in index order take the remaining ones, as a stable sort would order them.
-
-    Value and gradient equal the sort-based ones. With ties at ``t``, which tied values
-    take the ones does not change the value but does change the gradient: this follows a
-    stable sort (``torch.sort(..., stable=True)``, which is also what a CUDA sort does);
-    torch's default CPU sort orders equal values arbitrarily.
+    Row ``r`` gets ones on its ``n - zeros[r]`` largest values and zeros elsewhere, values tied
+    at the threshold split as a stable ascending sort orders them (the last ties in index order
+    take the ones). Only the ``(zeros[r] + 1)``-th smallest value ``t`` is needed
+    (``kthvalue``, O(n)): values above ``t`` get 1, values below 0. The specification of the
+    ``area_targets`` kernel.
 
     Args:
-        mask (Tensor): ``(K, ...)`` masks, one per row once flattened.
-        area (float or sequence): target area fraction in ``(0, 1)``, one for all masks or
-            one per mask.
+        rows (Tensor): ``(K, n)``.
+        zeros (sequence of int): ``K`` counts in ``[0, n]``.
 
     Returns:
-        Tensor: ``(K,)`` losses. Differentiable with respect to ``mask``.
+        Tensor: ``(K, n)`` of 0 and 1, the dtype of ``rows``; no gradient.
     """
-    rows = mask.reshape(mask.shape[0], -1)
     size = rows.shape[1]
-    areas = [area] * rows.shape[0] if isinstance(area, (int, float)) else [float(a) for a in area]
     ones = torch.zeros_like(rows)
     groups = {}
-    for index, value in enumerate(areas):
-        groups.setdefault(_reference_counts(value, size), []).append(index)
+    for index, count in enumerate(zeros):
+        groups.setdefault(int(count), []).append(index)
     with torch.no_grad():
-        for (zeros, num_ones), indices in groups.items():
+        for count, indices in groups.items():
+            num_ones = size - count
             if num_ones == 0:
                 continue
             chosen = rows if len(indices) == rows.shape[0] else rows[indices]
-            if zeros == 0:
+            if count == 0:
                 top = torch.ones_like(chosen)
             else:
-                threshold = torch.kthvalue(chosen, zeros + 1, dim=1, keepdim=True).values
+                threshold = torch.kthvalue(chosen, count + 1, dim=1, keepdim=True).values
                 above = chosen > threshold
                 tied = chosen == threshold
                 # The last `missing` ties in index order take the remaining ones: the tie of
@@ -422,4 +415,33 @@ def area_loss(mask, area):
                 ones = top
             else:
                 ones[indices] = top
+    return ones
+
+
+def area_loss(mask, area, targets=area_targets):
+    """TorchRay's area regulariser, ``mean((sort(mask) - reference)^2)``, by selection.
+
+    TorchRay's ``reference`` is a step: ``z = int(n (1 - area))`` zeros then ``n - z`` ones, so
+    the sorted mask is compared with 0 on its ``z`` smallest values and with 1 on the others
+    (:func:`area_targets` puts that step back in the mask's order).
+
+    Value and gradient equal the sort-based ones. With ties at the threshold, which tied values
+    take the ones does not change the value but does change the gradient: this follows a
+    stable sort (``torch.sort(..., stable=True)``, which is also what a CUDA sort does);
+    torch's default CPU sort orders equal values arbitrarily.
+
+    Args:
+        mask (Tensor): ``(K, ...)`` masks, one per row once flattened.
+        area (float or sequence): target area fraction in ``(0, 1)``, one for all masks or
+            one per mask.
+        targets (callable): ``(rows, zeros) -> (K, n)`` step, :func:`area_targets` or the
+            compiled op. Default: :func:`area_targets`.
+
+    Returns:
+        Tensor: ``(K,)`` losses. Differentiable with respect to ``mask``.
+    """
+    rows = mask.reshape(mask.shape[0], -1)
+    size = rows.shape[1]
+    areas = [area] * rows.shape[0] if isinstance(area, (int, float)) else [float(a) for a in area]
+    ones = targets(rows.detach(), [_reference_counts(value, size)[0] for value in areas])
     return ((rows - ones) ** 2).mean(dim=1)
