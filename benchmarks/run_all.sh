@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Run every benchmark file (pinned threads, one process per file) and print the Markdown tables
 # of BENCHMARKS.md. Usage: bash benchmarks/run_all.sh [python] > tables.md
+# ZENNIT_PYTHON: an interpreter with Pillow < 13, pytest-benchmark and zennit (--no-deps) for
+# bench_colorize, whose baseline is zennit's own imgify loop (its palette images fail on Pillow 13);
+# it imports xaifast from this tree. Without it, bench_colorize's baseline is the xaifast imgify loop.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${1:-.venv/bin/python}
@@ -8,7 +11,11 @@ out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 for bench in benchmarks/bench_*.py; do
   name=$(basename "$bench" .py)
-  "$PYTHON" -m pytest "$bench" -q -W ignore -p no:cacheprovider --benchmark-min-rounds=7 \
+  runner=("$PYTHON")
+  if [ "$name" = bench_colorize ] && [ -n "${ZENNIT_PYTHON:-}" ]; then
+    runner=(env "PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}" "$ZENNIT_PYTHON")
+  fi
+  "${runner[@]}" -m pytest "$bench" -q -W ignore -p no:cacheprovider --benchmark-min-rounds=7 \
     --benchmark-json="$out/$name.json" >&2
   # Whole methods against TorchRay, op-level groups (no TorchRay row) against the reference.
   baseline=reference
