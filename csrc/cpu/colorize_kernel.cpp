@@ -2,8 +2,8 @@
 // each heatmap row. A batch of at least as many maps as threads is spread by map, so each map's
 // bounds and its colours are computed while it sits in cache; smaller batches are spread by row.
 // The index loop is branch-free (csrc/common/colorize.h) and cloned for AVX2/AVX-512. The lookup
-// gathers 16 padded RGBx table entries at a time and packs them into 48 bytes with AVX-512 where
-// the CPU has it; elsewhere each pixel is one 4-byte store (its 4th byte overwritten by the next).
+// is picked once by CPU features: 64 pixels per step with AVX-512 VBMI byte permutes, else 16 per
+// step with AVX-512 gathers, else one 4-byte store of a padded RGB entry per pixel.
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
@@ -35,10 +35,10 @@ inline void index_row(int64_t n, const X* __restrict__ x, Diff lo, Quotient span
 }
 
 // The three dtype combinations met in practice (automatic bounds of float32 or float64 maps,
-// and float32 maps with Python-number bounds) get vectorised clones; the rest run plain.
-// float32 throughout, the common case, on explicit 16-lane GCC vectors: the same IEEE steps as
-// palette_index (subtract, divide, scale, clamp with NaN -> 0, truncate), without the mask shuffles
-// GCC emitted for the scalar form.
+// and float32 maps with Python-number bounds) get vectorised clones; the rest run plain. The
+// float32-throughout case runs on explicit 16-lane GCC vectors: the same IEEE steps as
+// palette_index (subtract, divide, scale, clamp with NaN -> 0, truncate), without the mask
+// shuffles GCC emitted for the scalar form.
 XAI_MULTIVERSION void index_row_fff(int64_t n, const float* x, float lo, float span, uint8_t* index) {
   typedef float V __attribute__((vector_size(64)));
   typedef int32_t I __attribute__((vector_size(64)));

@@ -310,8 +310,8 @@ def contrastive_excitation_backprop(model, input, target, saliency_layer, contra
     Unlike TorchRay, the model runs once, not twice (both passes use its one graph; TorchRay's
     second run computes the same values, the model being in ``eval()`` mode), and the first pass
     stops at ``contrast_layer``. Unlike TorchRay, which leaves every parameter with
-    ``requires_grad=False`` and the model in ``eval()`` mode, both are restored (also when the model raises), as are the classifier's
-    weights; debug probes are detached before returning; unknown layer names, a
+    ``requires_grad=False`` and the model in ``eval()`` mode, both are restored (also when the
+    model raises), as are the classifier's weights; debug probes are detached before returning; unknown layer names, a
     ``classifier_layer`` that is not a convolution or linear layer, and other bad arguments raise
     ``ValueError``/``TypeError`` naming them; ``resize_mode`` may be any ``F.interpolate`` mode.
 
