@@ -54,11 +54,14 @@ XAI_ALWAYS_INLINE void store(void* p, V v) {
 // nearest by the 1.5 * 2^23 trick, ln 2 split in two for an exact product), a degree-6 polynomial
 // for e^r (Cephes' coefficients, about 1 ulp), and 2^n from the exponent bits. Arguments below
 // -87.3 give ~1e-38 instead of 0.
+// kBounded = false drops the upper clamp, for the softmax windows' arguments c v - max(c v), which
+// are at most a rounding error above 0.
+template <bool kBounded = true>
 XAI_ALWAYS_INLINE Lanes<float>::type fast_exp(Lanes<float>::type x) {
   typedef Lanes<float>::type V;
   const V lo = V{} - 87.33654f, hi = V{} + 88.3762626647949f;
   x = x < lo ? lo : x;
-  x = x > hi ? hi : x;
+  if (kBounded) x = x > hi ? hi : x;
   const float magic = 12582912.0f;
   const V n = (x * 1.44269504088896341f + magic) - magic;
   V r = x - n * 0.693359375f;
@@ -69,11 +72,12 @@ XAI_ALWAYS_INLINE Lanes<float>::type fast_exp(Lanes<float>::type x) {
   p = p * r + 4.1665795894e-2f;
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
+  p = (p * r + 1.0f) * r + 1.0f;  // 1 + r (1 + r p): two fused multiply-adds
   const Lanes<float>::bits e = (__builtin_convertvector(n, Lanes<float>::bits) + 127) << 23;
   return p * (V)e;  // a same-size vector cast reinterprets the bits
 }
 
+template <bool kBounded = true>
 XAI_ALWAYS_INLINE Lanes<double>::type fast_exp(Lanes<double>::type x) {
   for (int64_t l = 0; l < L; ++l) x[l] = std::exp(x[l]);
   return x;
@@ -106,7 +110,7 @@ XAI_ALWAYS_INLINE void forward_row_impl(int64_t width_pad, int64_t window, int64
       V sum = V{}, dot = V{};
       for (int64_t k = 0; k < taps; ++k) {
         const V v = load<V>(values + k * L);
-        const V e = fast_exp(coldness * v - top);
+        const V e = fast_exp<false>(coldness * v - top);
         sum += e;
         dot += v * e;
       }
@@ -140,16 +144,17 @@ XAI_ALWAYS_INLINE void backward_rows_impl(int64_t width_pad, int64_t window, int
       const V gv = load<V>(g[y] + x0), ov = load<V>(out[y] + x0);
       const T* wy = w[y];
       if (pooling == static_cast<int>(MaskPooling::Softmax)) {
-        // g d out / d v_k = p_k (offset + slope v_k): see softmax_pool_grad_terms.
-        const V offset = gv * (T(1) - coldness * ov), slope = gv * coldness;
+        // g d out / d v_k = p_k (offset + slope v_k) with p_k = e_k / sum: see
+        // softmax_pool_grad_terms. The 1 / sum is folded into offset and slope once per pixel.
         const V inv_sum = T(1) / load<V>(row_sum[y] + x0), top = load<V>(row_max[y] + x0);
+        const V offset = gv * (T(1) - coldness * ov) * inv_sum, slope = gv * coldness * inv_sum;
         for (int64_t i = 0; i < window; ++i) {
           for (int64_t j = 0; j < window; ++j) {
             const int64_t k = i * window + j;
             const V wk = load<V>(wy + k * width_pad + x0);
             const V v = wk * load<V>(u[i] + x0 + j * step);
-            const V share = fast_exp(coldness * v - top) * inv_sum;
-            store(scratch + k * L, load<V>(scratch + k * L) + share * (offset + slope * v) * wk);
+            const V e = fast_exp<false>(coldness * v - top);
+            store(scratch + k * L, load<V>(scratch + k * L) + e * (offset + slope * v) * wk);
           }
         }
       } else {
