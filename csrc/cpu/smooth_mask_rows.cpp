@@ -62,8 +62,11 @@ XAI_ALWAYS_INLINE Lanes<float>::type fast_exp(Lanes<float>::type x) {
   const V lo = V{} - 87.33654f, hi = V{} + 88.3762626647949f;
   x = x < lo ? lo : x;
   if (kBounded) x = x > hi ? hi : x;
+  // t = 1.5 * 2^23 + n: the integer n sits in t's low mantissa bits, so 2^n's exponent field is
+  // read off t's bits (no float-to-int conversion); n itself is t - 1.5 * 2^23, exactly.
   const float magic = 12582912.0f;
-  const V n = (x * 1.44269504088896341f + magic) - magic;
+  const V t = x * 1.44269504088896341f + magic;
+  const V n = t - magic;
   V r = x - n * 0.693359375f;
   r = r - n * -2.12194440e-4f;
   V p = V{} + 1.9875691500e-4f;
@@ -73,7 +76,7 @@ XAI_ALWAYS_INLINE Lanes<float>::type fast_exp(Lanes<float>::type x) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = (p * r + 1.0f) * r + 1.0f;  // 1 + r (1 + r p): two fused multiply-adds
-  const Lanes<float>::bits e = (__builtin_convertvector(n, Lanes<float>::bits) + 127) << 23;
+  const Lanes<float>::bits e = ((Lanes<float>::bits)t + (127 - 0x4B400000)) << 23;
   return p * (V)e;  // a same-size vector cast reinterprets the bits
 }
 
