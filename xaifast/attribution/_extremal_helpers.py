@@ -210,11 +210,15 @@ class AssignedWeight:
         return self._weight.reshape(-1, *self._weight.shape[-2:]).to(device=device, dtype=dtype)
 
 
-def perturbed(perturbation, mask, variant, num_images, num_areas):
-    """The batch the model sees: per image, its masked images (then, for dual, the complements)."""
+def perturbed(pyramids, mask, variant, num_images, num_areas):
+    """The batch the model sees: per image, its masked images (then, for dual, the complements).
+
+    ``pyramids`` is :attr:`Perturbation.pyramid`: ``(L, C, H, W)`` for one image, ``(N, L, C, H, W)``
+    for a batch.
+    """
     blocks = []
     for image in range(num_images):
-        pyramid = perturbation.pyramid if num_images == 1 else perturbation.pyramid[image]
+        pyramid = pyramids if num_images == 1 else pyramids[image]
         masks = mask if num_images == 1 else mask[image * num_areas:(image + 1) * num_areas]
         if variant == "preserve":
             blocks.append(pyramid_lookup(pyramid, masks))

@@ -412,11 +412,16 @@ def _optimise(model, input, targets, areas, perturbation_type, max_iter, num_lev
     hist = None
     rows_per_image = 2 * num_areas if variant == DUAL_VARIANT else num_areas
     pmask.requires_grad_(True)
+    # Jitter flips the perturbed images left-right on even iterations. The lookup is per pixel, so
+    # flipping its output equals looking the flipped mask up in a flipped pyramid, made once here:
+    # the same numbers, with a flip of K masks per iteration (and its backward) instead of K images.
+    flipped_pyramid = torch.flip(perturbation.pyramid, dims=(-1,)) if jitter and max_iter > 0 else None
     for t in _progress(range(max_iter), total=max_iter, desc="extremal_perturbation", enable=progress):
         cropped, full = smooth_mask(pmask, shape, step, sigma)
-        x = helpers.perturbed(perturbation, cropped, variant, num_images, num_areas)
         if jitter and t % 2 == 0:
-            x = torch.flip(x, dims=(3,))
+            x = helpers.perturbed(flipped_pyramid, torch.flip(cropped, dims=(3,)), variant, num_images, num_areas)
+        else:
+            x = helpers.perturbed(perturbation.pyramid, cropped, variant, num_images, num_areas)
         y = model(x.to(input.dtype))
         if t == 0:
             helpers.check_target_range(targets, y)
