@@ -184,12 +184,19 @@ LookupPath best_lookup_path() {
 LookupPath best_lookup_path() { return LookupPath::kScalar; }
 #endif
 
-std::atomic<int> forced_lookup_path{-1};
+// Indexed by LookupPath.
+constexpr const char* kLookupNames[] = {"scalar", "gather", "vbmi"};
+
+LookupPath best_path() {
+  static const LookupPath best = best_lookup_path();
+  return best;
+}
+
+std::atomic<int> forced_lookup_path{-1};  // a LookupPath, or -1: the best
 
 LookupPath lookup_path() {
-  static const LookupPath best = best_lookup_path();
   const int forced = forced_lookup_path.load(std::memory_order_relaxed);
-  return forced < 0 || forced > static_cast<int>(best) ? best : static_cast<LookupPath>(forced);
+  return forced < 0 ? best_path() : static_cast<LookupPath>(forced);
 }
 
 // out[3i..3i+3) = the RGB entry of index[i], i in [0, n).
@@ -301,7 +308,7 @@ at::Tensor colorize_cpu(const at::Tensor& heatmaps, const c10::optional<at::Tens
   check_colorize_args(heatmaps, vmin, vmax, palette);
   TORCH_CHECK_VALUE(heatmaps.device().is_cpu(), "xaifast::colorize: CPU kernel got ", heatmaps.device());
   at::Tensor out = cpu::empty_output({heatmaps.size(0), heatmaps.size(1), heatmaps.size(2), 3},
-                             heatmaps.options().dtype(at::kByte));
+                                     heatmaps.options().dtype(at::kByte));
   colorize_into(heatmaps, vmin, vmax, palette, symmetric, out);
   return out;
 }
@@ -319,23 +326,18 @@ void colorize_into_op_cpu(const at::Tensor& heatmaps, const c10::optional<at::Te
 
 namespace cpu {
 // Declared in csrc/xaifast.cpp, which exposes them as build facts and a test switch.
-std::string colorize_lookup_path() {
-  static const char* names[] = {"scalar", "gather", "vbmi"};
-  return names[static_cast<int>(lookup_path())];
-}
+std::string colorize_lookup_path() { return kLookupNames[static_cast<int>(lookup_path())]; }
 
 std::string force_colorize_lookup_path(const std::string& name) {
-  const int previous = forced_lookup_path.load();
   int forced = -1;
-  if (name == "scalar") forced = 0;
-  else if (name == "gather") forced = 1;
-  else if (name == "vbmi") forced = 2;
-  else TORCH_CHECK_VALUE(name == "auto", "colorize lookup path must be auto, scalar, gather or vbmi, got ", name);
-  TORCH_CHECK_VALUE(forced <= static_cast<int>(best_lookup_path()), "this CPU cannot run the ", name,
-                    " colorize lookup");
-  forced_lookup_path.store(forced);
-  static const char* names[] = {"auto", "scalar", "gather", "vbmi"};
-  return names[previous + 1];
+  for (int path = 0; path < 3; ++path) {
+    if (name == kLookupNames[path]) forced = path;
+  }
+  TORCH_CHECK_VALUE(forced >= 0 || name == "auto", "colorize lookup path must be auto, scalar, gather or vbmi, got ",
+                    name);
+  TORCH_CHECK_VALUE(forced <= static_cast<int>(best_path()), "this CPU cannot run the ", name, " colorize lookup");
+  const int previous = forced_lookup_path.exchange(forced);
+  return previous < 0 ? "auto" : kLookupNames[previous];
 }
 }  // namespace cpu
 }  // namespace xaifast
