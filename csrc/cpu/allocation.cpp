@@ -1,6 +1,7 @@
 #include "cpu/allocation.h"
 
 #include <ATen/ops/empty.h>
+#include <ATen/ops/empty_strided.h>
 
 #include <cstdint>
 
@@ -30,6 +31,12 @@ void advise_huge_pages(const at::Tensor& fresh) {
 
 at::Tensor empty_output(c10::IntArrayRef sizes, const c10::TensorOptions& options) {
   at::Tensor out = at::empty(sizes, options);
+  advise_huge_pages(out);
+  return out;
+}
+
+at::Tensor empty_output_like(const at::Tensor& like) {
+  at::Tensor out = at::empty_strided(like.sizes(), like.strides(), like.options());
   advise_huge_pages(out);
   return out;
 }

@@ -16,6 +16,9 @@ namespace cpu {
 // happens.
 at::Tensor empty_output(c10::IntArrayRef sizes, const c10::TensorOptions& options);
 
+// The same with the sizes, strides and options of `like` (a channels-last input, say).
+at::Tensor empty_output_like(const at::Tensor& like);
+
 // The hint alone, for a tensor the caller has just allocated and not yet written.
 void advise_huge_pages(const at::Tensor& fresh);
 

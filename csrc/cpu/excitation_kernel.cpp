@@ -3,7 +3,6 @@
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
-#include <ATen/ops/empty_strided.h>
 #include <torch/library.h>
 
 #include "cpu/allocation.h"
@@ -15,16 +14,10 @@ namespace {
 
 constexpr int64_t kGrain = 1 << 15;
 
-at::Tensor output_like(const at::Tensor& a) {
-  at::Tensor out = at::empty_strided(a.sizes(), a.strides(), a.options());
-  cpu::advise_huge_pages(out);
-  return out;
-}
-
 at::Tensor ebp_normalize_cpu(const at::Tensor& grad, const at::Tensor& output, double eps) {
   check_elementwise_pair(grad, output, "xaifast::ebp_normalize", "grad", "output");
   const auto [g, o] = same_layout(grad, output);
-  at::Tensor out = output_like(g);
+  at::Tensor out = cpu::empty_output_like(g);
   AT_DISPATCH_FLOATING_TYPES(g.scalar_type(), "ebp_normalize_cpu", [&] {
     const scalar_t* gp = g.const_data_ptr<scalar_t>();
     const scalar_t* op = o.const_data_ptr<scalar_t>();
@@ -40,7 +33,7 @@ at::Tensor ebp_normalize_cpu(const at::Tensor& grad, const at::Tensor& output, d
 at::Tensor ebp_product_cpu(const at::Tensor& input, const at::Tensor& grad) {
   check_elementwise_pair(input, grad, "xaifast::ebp_product", "input", "grad");
   const auto [a, b] = same_layout(input, grad);
-  at::Tensor out = output_like(a);
+  at::Tensor out = cpu::empty_output_like(a);
   AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "ebp_product_cpu", [&] {
     const scalar_t* ap = a.const_data_ptr<scalar_t>();
     const scalar_t* bp = b.const_data_ptr<scalar_t>();
