@@ -180,7 +180,7 @@ def area_loss(mask, area):
 
     ``reference`` is ``int(n (1 - area))`` zeros followed by ones; only the ``k``-th smallest
     value matters, found by selection (O(n)): on the CPU by the compiled ``area_targets`` op
-    (radix selection, 3 passes over a float32 row), elsewhere by ``kthvalue``. Same value and
+    (radix selection, 8 bits per pass over the values still in the running), elsewhere by ``kthvalue``. Same value and
     gradient as the sort-based form; values tied at the threshold are split between 0 and 1 as
     a stable sort orders them.
 

@@ -380,7 +380,8 @@ def area_targets(rows, zeros):
     at the threshold split as a stable ascending sort orders them (the last ties in index order
     take the ones). Only the ``(zeros[r] + 1)``-th smallest value ``t`` is needed
     (``kthvalue``, O(n)): values above ``t`` get 1, values below 0. The specification of the
-    ``area_targets`` kernel.
+    ``area_targets`` kernel for rows without NaN; for NaN the kernel follows ``torch.sort``
+    (NaN last), which this ``kthvalue`` form does not.
 
     Args:
         rows (Tensor): ``(K, n)``.
