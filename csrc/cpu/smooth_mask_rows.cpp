@@ -204,10 +204,5 @@ XAI_MULTIVERSION void smooth_mask_backward_rows(int64_t width_pad, int64_t windo
   backward_rows_impl(width_pad, window, step, u, rows, w, coldness, pooling, g, out, row_max, row_sum, acc, scratch);
 }
 
-float mask_exp_float(float x) {
-  Lanes<float>::type v = Lanes<float>::type{} + x;
-  return fast_exp(v)[0];
-}
-
 }  // namespace cpu
 }  // namespace xaifast

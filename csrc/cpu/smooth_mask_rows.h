@@ -34,8 +34,5 @@ void smooth_mask_backward_rows(int64_t width_pad, int64_t window, int64_t step, 
                                const double* const* g, const double* const* out, const double* const* row_max,
                                const double* const* row_sum, double* acc, double* scratch);
 
-// exp as the float kernels compute it (exposed for tests of its accuracy).
-float mask_exp_float(float x);
-
 }  // namespace cpu
 }  // namespace xaifast
