@@ -388,10 +388,14 @@ def _flip(weight, context):
     context.positive_weights.forget(weight)
 
 
-def _forward(model, input, probe, name, layer):
-    output = model(input)
+def _check_called(probe, name, layer):
     if not probe.data:
         raise ValueError(f"{name} {layer!r} was not called by the model's forward pass")
+
+
+def _forward(model, input, probe, name, layer):
+    output = model(input)
+    _check_called(probe, name, layer)
     if not isinstance(output, torch.Tensor):
         raise TypeError(f"the model must return a tensor, got {type(output).__name__}")
     if not output.requires_grad:

@@ -70,11 +70,11 @@ import torch
 import torch.nn as nn
 
 from ._checks import check_callable, check_module, check_resize, check_resize_mode, check_tensor
-from ._probe import _InjectContrast
 from ._excitation_rules import (ExcitationMode, PositiveWeightCache, _basic_block_forward,  # noqa: F401
-                                _bottleneck_forward, _classifier, _flip, _forward,
+                                _bottleneck_forward, _check_called, _classifier, _flip, _forward,
                                 _get_classifier_layer, _gradient_of, _is_bottleneck,
                                 _is_resnet_block, eltwise_sum)
+from ._probe import _InjectContrast
 from .common import Probe, _attribution_state, _find_layer, _resize, get_backward_gradient, saliency
 
 
@@ -311,9 +311,10 @@ def contrastive_excitation_backprop(model, input, target, saliency_layer, contra
     second run computes the same values, the model being in ``eval()`` mode), and the first pass
     stops at ``contrast_layer``. Unlike TorchRay, which leaves every parameter with
     ``requires_grad=False`` and the model in ``eval()`` mode, both are restored (also when the
-    model raises), as are the classifier's weights; debug probes are detached before returning; unknown layer names, a
-    ``classifier_layer`` that is not a convolution or linear layer, and other bad arguments raise
-    ``ValueError``/``TypeError`` naming them; ``resize_mode`` may be any ``F.interpolate`` mode.
+    model raises), as are the classifier's weights; debug probes are detached before returning;
+    unknown layer names, a ``classifier_layer`` that is not a convolution or linear layer, and
+    other bad arguments raise ``ValueError``/``TypeError`` naming them; ``resize_mode`` may be
+    any ``F.interpolate`` mode.
 
     Args:
         model (torch.nn.Module): the model, ``(N, C, H, W)`` -> ``(N, K)`` or ``(N, K, h, w)``.
@@ -361,8 +362,7 @@ def contrastive_excitation_backprop(model, input, target, saliency_layer, contra
             saliency_probe = Probe(saliency_module, target="output")
             probes.extend([contrast_probe, saliency_probe])
             output = _forward(model, input, contrast_probe, "contrast_layer", contrast_layer)
-            if not saliency_probe.data:
-                raise ValueError(f"saliency_layer {saliency_layer!r} was not called by the model's forward pass")
+            _check_called(saliency_probe, "saliency_layer", saliency_layer)
             contrasted = contrast_probe.data[0]
             if not isinstance(contrasted, torch.Tensor) or not contrasted.is_floating_point():
                 raise ValueError(f"contrast_layer {contrast_layer!r} got no excitation: its output is not a "
