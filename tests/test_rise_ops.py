@@ -220,3 +220,7 @@ def test_matmul_into_opcheck_and_bad_input():
         torch.ops.xaifast.matmul_into(out, a.double(), b, False)
     with pytest.raises(ValueError, match="must be 2-D"):
         torch.ops.xaifast.matmul_into(out, a[None], b, False)
+    with pytest.raises(TypeError, match="b must be a torch.Tensor"):
+        ops.rise.matmul_into(out, a, b.tolist())
+    with pytest.raises(ValueError, match="a must be a 2-D tensor"):
+        ops.rise.matmul_into(out, a[None], b)

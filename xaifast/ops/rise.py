@@ -245,8 +245,10 @@ def matmul_into(out, a, b, accumulate=False):
         >>> matmul_into(out, torch.rand(10, 30), torch.rand(30, 1024), accumulate=True).shape
         torch.Size([10, 1024])
     """
+    for name, value in (("out", out), ("a", a), ("b", b)):
+        check_tensor(name, value, ndim=2)
     if out.device.type == "cpu" and has_kernel("cpu") and out.dtype in (torch.float32, torch.float64):
-        torch.ops.xaifast.matmul_into(out, a, b, accumulate)
+        torch.ops.xaifast.matmul_into(out, a, b, bool(accumulate))
     elif accumulate:
         out.addmm_(a, b)
     else:
