@@ -67,3 +67,56 @@ def test_kernel_checks_arguments():
         torch.ops.xaifast.pyramid_lookup(torch.rand(4, 3, 5, 5), torch.rand(2, 2, 5, 5))
     with pytest.raises(TypeError, match="must match pyramid dtype"):
         torch.ops.xaifast.pyramid_lookup(torch.rand(4, 3, 5, 5), torch.rand(2, 1, 5, 5, dtype=torch.float64))
+
+
+def _smooth_masks(masks, size, dtype, seed):
+    """Masks like the mask generator's: smooth, so 16 neighbouring pixels span few levels."""
+    generator = torch.Generator().manual_seed(seed)
+    coarse = torch.rand(masks, 1, max(2, size[0] // 7), max(2, size[1] // 7), generator=generator, dtype=dtype)
+    return torch.nn.functional.interpolate(coarse, size=size, mode="bilinear", align_corners=False)
+
+
+@requires_ext
+@pytest.mark.parametrize("levels", [2, 3, 8, 16, 17])
+@pytest.mark.parametrize("width", [1, 15, 16, 17, 45])
+@pytest.mark.parametrize("kind", ["noise", "smooth", "edges"])
+def test_kernel_same_bits_as_reference(dtype, levels, width, kind):
+    """The row loops (selects up to 16 levels, gathers above; 16-pixel vectors plus a scalar tail)
+    give the reference's bits: noise spans every level, smooth masks a few, edges hit level
+    boundaries, both ends, values outside [0, 1], -0, large values and a NaN (values past the
+    int64 range are checked on their own: the reference's ``long()`` wraps them)."""
+    size = (6, width)
+    generator = torch.Generator().manual_seed(levels * 100 + width)
+    pyramid = torch.rand(levels, 3, *size, generator=generator, dtype=dtype)
+    if kind == "noise":
+        mask = torch.rand(3, 1, *size, generator=generator, dtype=dtype)
+    elif kind == "smooth":
+        mask = _smooth_masks(3, size, dtype, seed=width)
+    else:
+        specials = torch.tensor([0.0, -0.0, 1.0, 1 / 7, 0.5, -0.25, 1.5, 3e7, -3e7, 1e15, 2.0 ** -30,
+                                 1 - 2.0 ** -24, float("nan")], dtype=dtype)
+        grid = torch.arange(levels, dtype=dtype) / (levels - 1)  # every boundary
+        values = torch.cat([specials, grid, grid + 1e-6, grid - 1e-6])
+        mask = values[torch.randint(len(values), (3, 1, *size), generator=generator)]
+    out = torch.ops.xaifast.pyramid_lookup(pyramid, mask)
+    expected = reference.pyramid_lookup(pyramid, mask)
+    finite = ~torch.isnan(mask).expand_as(expected)  # the reference's NaN reads are undefined
+    assert torch.equal(out[finite], expected[finite])
+    assert torch.isnan(out[~finite]).all()
+    grad = torch.rand(expected.shape, generator=generator, dtype=dtype)
+    got = torch.ops.xaifast._pyramid_lookup_backward(grad, pyramid, mask)
+    m = mask.clone().requires_grad_()
+    reference.pyramid_lookup(pyramid, m).backward(grad)
+    keep = ~torch.isnan(mask)
+    torch.testing.assert_close(got[keep], m.grad[keep], rtol=0, atol=0)
+
+
+@requires_ext
+def test_kernel_saturates_values_past_int64(dtype):
+    pyramid = torch.rand(8, 2, 1, 20, generator=torch.Generator().manual_seed(0), dtype=dtype)
+    mask = torch.tensor([1e30, -1e30, float("inf"), float("-inf")], dtype=dtype).repeat(5).view(1, 1, 1, 20)
+    out = torch.ops.xaifast.pyramid_lookup(pyramid, mask)
+    ends = torch.where(mask > 0, pyramid[7], pyramid[0])
+    finite = torch.isfinite(mask).expand_as(out)
+    assert torch.equal(out[finite], ends[finite])  # frac is 0: the end level itself
+    assert torch.isnan(out[~finite]).all()  # inf - floor(inf) is NaN, as in the reference's lerp

@@ -1,5 +1,8 @@
 // CPU kernels of xaifast::pyramid_lookup and its backward (gradient with respect to the mask).
 // Per mask row: the level split of every pixel once, then each channel blends its two levels.
+// Up to kMaxSelectLevels levels, the row loops of pyramid_lookup_rows.cpp pick the levels by
+// selects; more levels gather them (vector_math.h). The work runs image row by image row, all
+// masks of a row together, so a shared pyramid's row is read from memory once per call.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
@@ -9,6 +12,7 @@
 #include <vector>
 
 #include "cpu/allocation.h"
+#include "cpu/pyramid_lookup_rows.h"
 #include "common/pyramid.h"
 #include "cpu/vector_math.h"
 #include "pyramid_lookup.h"
@@ -57,18 +61,27 @@ int64_t row_grain(const LookupShape& s) {
   return std::max<int64_t>(1, 4096 / std::max<int64_t>(1, s.width * s.channels));
 }
 
+bool use_selects(const LookupShape& s) { return s.levels <= cpu::kMaxSelectLevels; }
+
 template <typename T>
 void lookup_forward(const T* pyramid, const T* mask, const LookupShape& s, T* out) {
-  const int64_t plane = s.height * s.width;
-  at::parallel_for(0, s.masks * s.height, row_grain(s), [&](int64_t begin, int64_t end) {
-    RowSplit<T> split(s.width);
-    for (int64_t row = begin; row < end; ++row) {
-      const int64_t k = row / s.height, y = row % s.height;
-      split.compute(mask + k * plane + y * s.width, s);
+  const int64_t plane = s.height * s.width, level_size = s.channels * plane;
+  // index = y * masks + k: consecutive work items share the pyramid row y.
+  at::parallel_for(0, s.height * s.masks, row_grain(s), [&](int64_t begin, int64_t end) {
+    RowSplit<T> split(use_selects(s) ? 0 : s.width);
+    for (int64_t index = begin; index < end; ++index) {
+      const int64_t y = index / s.masks, k = index % s.masks;
+      const T* mask_row = mask + k * plane + y * s.width;
       const T* base = pyramid + k * s.pyramid_stride() + y * s.width;
+      T* out_row = out + k * s.channels * plane + y * s.width;
+      if (use_selects(s)) {
+        cpu::lookup_row(s.width, s.levels, s.channels, mask_row, base, level_size, plane, out_row, plane);
+        continue;
+      }
+      split.compute(mask_row, s);
       for (int64_t c = 0; c < s.channels; ++c) {
         cpu::lerp_gather(s.width, base + c * plane, split.lo.data(), split.hi.data(), split.frac.data(),
-                         out + (k * s.channels + c) * plane + y * s.width);
+                         out_row + c * plane);
       }
     }
   });
@@ -78,22 +91,30 @@ void lookup_forward(const T* pyramid, const T* mask, const LookupShape& s, T* ou
 // sums kept apart, in channel order, as autograd forms them through the reference's lerp.
 template <typename T>
 void lookup_backward(const T* grad, const T* pyramid, const T* mask, const LookupShape& s, T* grad_mask) {
-  const int64_t plane = s.height * s.width;
+  const int64_t plane = s.height * s.width, level_size = s.channels * plane;
   const T scale = static_cast<T>(s.levels - 1);
-  at::parallel_for(0, s.masks * s.height, row_grain(s), [&](int64_t begin, int64_t end) {
-    RowSplit<T> split(s.width);
-    std::vector<T> above(s.width), below(s.width);
-    for (int64_t row = begin; row < end; ++row) {
-      const int64_t k = row / s.height, y = row % s.height;
-      split.compute(mask + k * plane + y * s.width, s);
+  at::parallel_for(0, s.height * s.masks, row_grain(s), [&](int64_t begin, int64_t end) {
+    const int64_t width = use_selects(s) ? 0 : s.width;
+    RowSplit<T> split(width);
+    std::vector<T> above(width), below(width);
+    for (int64_t index = begin; index < end; ++index) {
+      const int64_t y = index / s.masks, k = index % s.masks;
+      const T* mask_row = mask + k * plane + y * s.width;
+      const T* base = pyramid + k * s.pyramid_stride() + y * s.width;
+      const T* grad_row = grad + k * s.channels * plane + y * s.width;
+      T* o = grad_mask + k * plane + y * s.width;
+      if (use_selects(s)) {
+        cpu::lookup_backward_row(s.width, s.levels, s.channels, mask_row, base, level_size, plane, grad_row, plane,
+                                 o);
+        continue;
+      }
+      split.compute(mask_row, s);
       std::fill(above.begin(), above.end(), T(0));
       std::fill(below.begin(), below.end(), T(0));
-      const T* base = pyramid + k * s.pyramid_stride() + y * s.width;
       for (int64_t c = 0; c < s.channels; ++c) {
-        cpu::gather_products(s.width, base + c * plane, split.lo.data(), split.hi.data(),
-                             grad + (k * s.channels + c) * plane + y * s.width, above.data(), below.data());
+        cpu::gather_products(s.width, base + c * plane, split.lo.data(), split.hi.data(), grad_row + c * plane,
+                             above.data(), below.data());
       }
-      T* o = grad_mask + k * plane + y * s.width;
       for (int64_t x = 0; x < s.width; ++x) o[x] = (above[x] - below[x]) * scale;
     }
   });
