@@ -52,6 +52,40 @@ def test_kernel_matches_reference(device, dtype, pooling, case):
 
 
 @requires_ext
+@pytest.mark.parametrize("pooling", POOLINGS)
+@pytest.mark.parametrize("case", GEOMETRIES[:3], ids=lambda g: f"{g[0][0]}x{g[0][1]}-{g[1]}-{g[2]}")
+def test_zero_parameters(dtype, pooling, case):
+    """Taps that read only zeros (the padding, parameters at 0 or -0) skip their exps in the
+    kernel; results still match the reference, here with most parameters at zero."""
+    geometry = mask_geometry(*case)
+    params = _params(geometry, 2, dtype, "cpu", seed=3)
+    params[params < 0.8] = 0.0
+    params[0, 0, 0, 0] = -0.0
+    params[1] = 0.0  # a mask of zeros only
+    a, b = params.clone().requires_grad_(), params.clone().requires_grad_()
+    full, _ = _kernel(a, geometry, pooling)
+    expected = reference.smooth_mask_dense(b, geometry, clamp=False, pooling_method=pooling)[1]
+    torch.testing.assert_close(full, expected, **tolerance(dtype))
+    grad = torch.randn(expected.shape, generator=torch.Generator().manual_seed(1), dtype=dtype)
+    full.backward(grad)
+    expected.backward(grad)
+    rtol, atol = (1e-4, 5e-5) if dtype == torch.float32 else (tolerance(dtype)["rtol"], tolerance(dtype)["atol"])
+    torch.testing.assert_close(a.grad, b.grad, rtol=rtol, atol=atol * b.grad.abs().max().item())
+
+
+@requires_ext
+def test_non_finite_weight_reaches_every_pixel_it_weighs():
+    """An infinite weight times a zero parameter is NaN, not 0: the zero-tap shortcut is off then."""
+    geometry = mask_geometry((33, 40), 3, 2.0)
+    params = torch.zeros(1, 1, *geometry.shape_in)
+    weight = geometry.plane_weights(params.device, params.dtype).clone()
+    weight[0] = float("inf")
+    full, _ = torch.ops.xaifast.smooth_mask(params, weight, geometry.step, geometry.padding, "sum",
+                                            reference.COLDNESS)
+    assert torch.isnan(full).all()  # tap 0 weighs every pixel: inf * 0
+
+
+@requires_ext
 def test_public_op_uses_the_kernel_and_clamps():
     geometry = mask_geometry((32, 32), 3, 6)
     params = _params(geometry, 2, torch.float32, "cpu") * 3 - 1  # pooled sums outside [0, 1]

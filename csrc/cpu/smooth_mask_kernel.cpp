@@ -15,6 +15,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -51,13 +52,37 @@ std::vector<T> upsampled_rows(const T* mask, const Layout& s) {
     for (int64_t row = begin; row < end; ++row) {
       const int64_t k = row / s.u_rows, a = row % s.u_rows - g.padding;
       T* dst = u.data() + row * s.u_width;
-      for (int64_t x = 0; x < s.u_width; ++x) {
-        const int64_t b = x / g.step - g.padding;
-        dst[x] = (a >= 0 && a < g.in_h && b >= 0 && b < g.in_w) ? mask[(k * g.in_h + a) * g.in_w + b] : T(0);
+      for (int64_t x0 = 0; x0 < s.u_width; x0 += g.step) {  // runs of `step` copies, no division per value
+        const int64_t b = x0 / g.step - g.padding;
+        const T value = (a >= 0 && a < g.in_h && b >= 0 && b < g.in_w) ? mask[(k * g.in_h + a) * g.in_w + b] : T(0);
+        std::fill(dst + x0, dst + std::min(s.u_width, x0 + g.step), value);
       }
     }
   });
   return u;
+}
+
+// nz[k][a][x] = how many of u[k][a][0, x) are not zero (x <= u_width): the row loops skip the
+// exps of window taps that read only zeros (see smooth_mask_rows.h). Empty when a weight is not
+// finite, where w * 0 is not 0.
+template <typename T>
+std::vector<int32_t> nonzero_counts(const std::vector<T>& u, const T* weight, const Layout& s) {
+  const SmoothMaskGeometry& g = s.g;
+  const int64_t weights = g.window * g.window * g.weight_h * g.weight_w;
+  for (int64_t i = 0; i < weights; ++i) {
+    if (!std::isfinite(weight[i])) return {};
+  }
+  const int64_t rows = g.masks * s.u_rows, stride = s.u_width + 1;
+  std::vector<int32_t> nz(static_cast<size_t>(rows * stride));
+  at::parallel_for(0, rows, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t row = begin; row < end; ++row) {
+      const T* src = u.data() + row * s.u_width;
+      int32_t* dst = nz.data() + row * stride;
+      dst[0] = 0;
+      for (int64_t x = 0; x < s.u_width; ++x) dst[x + 1] = dst[x] + (src[x] != T(0));
+    }
+  });
+  return nz;
 }
 
 // tiled[phase][t][x] = weight[t][phase][x % weight_w], phase < weight_h, x < width_pad.
@@ -71,31 +96,46 @@ std::vector<T> tiled_weights(const T* weight, const Layout& s) {
       const int64_t phase = row / taps, t = row % taps;
       const T* src = weight + (t * g.weight_h + phase) * g.weight_w;
       T* dst = tiled.data() + row * s.width_pad;
-      for (int64_t x = 0; x < s.width_pad; ++x) dst[x] = src[x % g.weight_w];
+      for (int64_t x0 = 0; x0 < s.width_pad; x0 += g.weight_w) {  // copies, not a modulo per value
+        std::copy(src, src + std::min(g.weight_w, s.width_pad - x0), dst + x0);
+      }
     }
   });
   return tiled;
+}
+
+// The window's parameter rows of cell row `cell` of mask k, and their nonzero counts.
+template <typename T>
+void set_rows(const std::vector<T>& u, const std::vector<int32_t>& nz, const Layout& s, int64_t k, int64_t cell,
+              std::vector<const T*>& rows, std::vector<const int32_t*>& nz_rows) {
+  for (int64_t i = 0; i < s.g.window; ++i) {
+    const int64_t row = k * s.u_rows + cell + i;
+    rows[i] = u.data() + row * s.u_width;
+    if (!nz.empty()) nz_rows[i] = nz.data() + row * (s.u_width + 1);
+  }
 }
 
 template <typename T>
 void forward(const T* mask, const T* weight, const Layout& s, MaskPooling pooling, T coldness, T* out, T* stats) {
   const SmoothMaskGeometry& g = s.g;
   const std::vector<T> u = upsampled_rows(mask, s);
+  const std::vector<int32_t> nz = nonzero_counts(u, weight, s);
   const std::vector<T> tiled = tiled_weights(weight, s);
   const int64_t taps = g.window * g.window, plane = g.out_h * g.out_w;
   const bool softmax = pooling == MaskPooling::Softmax;
   at::parallel_for(0, g.masks * g.out_h, 4, [&](int64_t begin, int64_t end) {
     std::vector<T> scratch(static_cast<size_t>(taps * kMaskLanes)), row(static_cast<size_t>(3 * s.width_pad));
     std::vector<const T*> rows(static_cast<size_t>(g.window));
+    std::vector<const int32_t*> nz_rows(static_cast<size_t>(g.window));
     T* pooled = row.data();
     T* top = pooled + s.width_pad;
     T* sum = top + s.width_pad;
     for (int64_t index = begin; index < end; ++index) {
       const int64_t k = index / g.out_h, y = index % g.out_h, cell = y / g.step;
-      for (int64_t i = 0; i < g.window; ++i) rows[i] = u.data() + (k * s.u_rows + cell + i) * s.u_width;
+      set_rows(u, nz, s, k, cell, rows, nz_rows);
       const T* w = tiled.data() + (y % g.weight_h) * taps * s.width_pad;
-      cpu::smooth_mask_row(s.width_pad, g.window, g.step, rows.data(), w, coldness, static_cast<int>(pooling),
-                           pooled, top, sum, scratch.data());
+      cpu::smooth_mask_row(s.width_pad, g.window, g.step, rows.data(), nz.empty() ? nullptr : nz_rows.data(), w,
+                           coldness, static_cast<int>(pooling), pooled, top, sum, scratch.data());
       std::copy(pooled, pooled + g.out_w, out + k * plane + y * g.out_w);
       if (softmax) {
         std::copy(top, top + g.out_w, stats + 2 * k * plane + y * g.out_w);
@@ -110,16 +150,18 @@ void backward(const T* grad, const T* mask, const T* weight, const T* full, cons
               MaskPooling pooling, T coldness, T* grad_in) {
   const SmoothMaskGeometry& g = s.g;
   const std::vector<T> u = upsampled_rows(mask, s);
+  const std::vector<int32_t> nz = nonzero_counts(u, weight, s);
   const std::vector<T> tiled = tiled_weights(weight, s);
   const int64_t taps = g.window * g.window, plane = g.out_h * g.out_w, cells = g.mid_h * g.mid_w;
   const bool softmax = pooling == MaskPooling::Softmax;
   // cell_grad[k][t][r][c]: gradient of the window value t of cell (r, c) (TorchRay's unfolded parameter).
   std::vector<T> cell_grad(static_cast<size_t>(g.masks * taps * cells));
   at::parallel_for(0, g.masks * g.mid_h, 1, [&](int64_t begin, int64_t end) {
-    std::vector<T> acc(static_cast<size_t>(taps * s.width_pad)), scratch(static_cast<size_t>(taps * kMaskLanes));
+    std::vector<T> acc(static_cast<size_t>(taps * s.width_pad)), scratch(static_cast<size_t>(4 * g.step * kMaskLanes));
     // Padded copies of the cell row's pixel rows: lanes past out_w have g = 0, so they add nothing.
     std::vector<T> padded(static_cast<size_t>(4 * g.step * s.width_pad), T(0));
     std::vector<const T*> rows(static_cast<size_t>(g.window));
+    std::vector<const int32_t*> nz_rows(static_cast<size_t>(g.window));
     std::vector<const T*> w_rows(g.step);
     std::vector<T*> g_rows(g.step), out_rows(g.step), top_rows(g.step), sum_rows(g.step);
     for (int64_t y = 0; y < g.step; ++y) {
@@ -131,7 +173,7 @@ void backward(const T* grad, const T* mask, const T* weight, const T* full, cons
     }
     for (int64_t index = begin; index < end; ++index) {
       const int64_t k = index / g.mid_h, cell = index % g.mid_h;
-      for (int64_t i = 0; i < g.window; ++i) rows[i] = u.data() + (k * s.u_rows + cell + i) * s.u_width;
+      set_rows(u, nz, s, k, cell, rows, nz_rows);
       const int64_t y_begin = cell * g.step, count = std::min(g.out_h, y_begin + g.step) - y_begin;
       for (int64_t r = 0; r < count; ++r) {
         const int64_t y = y_begin + r, offset = k * plane + y * g.out_w;
@@ -145,7 +187,8 @@ void backward(const T* grad, const T* mask, const T* weight, const T* full, cons
         }
         w_rows[r] = tiled.data() + (y % g.weight_h) * taps * s.width_pad;
       }
-      cpu::smooth_mask_backward_rows(s.width_pad, g.window, g.step, rows.data(), count, w_rows.data(), coldness,
+      cpu::smooth_mask_backward_rows(s.width_pad, g.window, g.step, rows.data(),
+                                     nz.empty() ? nullptr : nz_rows.data(), count, w_rows.data(), coldness,
                                      static_cast<int>(pooling), g_rows.data(), out_rows.data(), top_rows.data(),
                                      sum_rows.data(), acc.data(), scratch.data());
       for (int64_t t = 0; t < taps; ++t) {

@@ -60,8 +60,8 @@ template <bool kBounded = true>
 XAI_ALWAYS_INLINE Lanes<float>::type fast_exp(Lanes<float>::type x) {
   typedef Lanes<float>::type V;
   const V lo = V{} - 87.33654f, hi = V{} + 88.3762626647949f;
-  x = x < lo ? lo : x;
-  if (kBounded) x = x > hi ? hi : x;
+  x = lo > x ? lo : x;  // this operand order is one vmaxps (NaN stays NaN)
+  if (kBounded) x = hi < x ? hi : x;
   // t = 1.5 * 2^23 + n: the integer n sits in t's low mantissa bits, so 2^n's exponent field is
   // read off t's bits (no float-to-int conversion); n itself is t - 1.5 * 2^23, exactly.
   const float magic = 12582912.0f;
@@ -92,17 +92,27 @@ XAI_ALWAYS_INLINE typename Lanes<T>::type sigmoid_lanes(typename Lanes<T>::type 
   return sum;
 }
 
+// Whether window tap (i, j) reads only zeros at lanes x0 .. x0 + L - 1 (see nz in the header).
+XAI_ALWAYS_INLINE bool zero_tap(const int32_t* const* nz, int64_t i, int64_t x) {
+  return nz != nullptr && nz[i][x + L] == nz[i][x];
+}
+
 template <typename T>
 XAI_ALWAYS_INLINE void forward_row_impl(int64_t width_pad, int64_t window, int64_t step, const T* const* u,
-                                        const T* w, T coldness, int pooling, T* __restrict__ out,
-                                        T* __restrict__ row_max, T* __restrict__ row_sum, T* __restrict__ values) {
+                                        const int32_t* const* nz, const T* w, T coldness, int pooling,
+                                        T* __restrict__ out, T* __restrict__ row_max, T* __restrict__ row_sum,
+                                        T* __restrict__ values) {
   typedef typename Lanes<T>::type V;
-  const int64_t taps = window * window;
   for (int64_t x0 = 0; x0 < width_pad; x0 += L) {
     if (pooling == static_cast<int>(MaskPooling::Softmax)) {
       V top = V{} - std::numeric_limits<T>::infinity();
+      bool zeros = false;
       for (int64_t i = 0; i < window; ++i) {
         for (int64_t j = 0; j < window; ++j) {
+          if (zero_tap(nz, i, x0 + j * step)) {
+            zeros = true;
+            continue;
+          }
           const int64_t k = i * window + j;
           const V v = load<V>(w + k * width_pad + x0) * load<V>(u[i] + x0 + j * step);
           store(values + k * L, v);
@@ -110,12 +120,21 @@ XAI_ALWAYS_INLINE void forward_row_impl(int64_t width_pad, int64_t window, int64
           top = cv > top ? cv : top;
         }
       }
+      if (zeros) top = top < 0 ? V{} : top;  // the zero taps' coldness * v
+      // A zero tap's term: v = 0, so e = exp(-top) and v e = 0 (dot is unchanged).
+      const V e_zero = zeros ? fast_exp<false>(coldness * V{} - top) : V{};
       V sum = V{}, dot = V{};
-      for (int64_t k = 0; k < taps; ++k) {
-        const V v = load<V>(values + k * L);
-        const V e = fast_exp<false>(coldness * v - top);
-        sum += e;
-        dot += v * e;
+      for (int64_t i = 0; i < window; ++i) {
+        for (int64_t j = 0; j < window; ++j) {
+          if (zero_tap(nz, i, x0 + j * step)) {
+            sum += e_zero;
+            continue;
+          }
+          const V v = load<V>(values + (i * window + j) * L);
+          const V e = fast_exp<false>(coldness * v - top);
+          sum += e;
+          dot += v * e;
+        }
       }
       store(out + x0, dot / sum);
       store(row_max + x0, top);
@@ -124,6 +143,7 @@ XAI_ALWAYS_INLINE void forward_row_impl(int64_t width_pad, int64_t window, int64
       V sum = V{};
       for (int64_t i = 0; i < window; ++i) {
         for (int64_t j = 0; j < window; ++j) {
+          if (zero_tap(nz, i, x0 + j * step)) continue;  // adds w * 0
           sum += load<V>(w + (i * window + j) * width_pad + x0) * load<V>(u[i] + x0 + j * step);
         }
       }
@@ -132,76 +152,94 @@ XAI_ALWAYS_INLINE void forward_row_impl(int64_t width_pad, int64_t window, int64
   }
 }
 
-// The pixel rows of one cell row share their parameter rows u; per 16-pixel chunk, the window's
-// gradients are accumulated over those rows in registers/L1 (acc_k below), then stored once.
+// The pixel rows of one cell row share their parameter rows u; per 16-pixel chunk, each window
+// tap's gradient is summed over those rows in a register (u's values loaded once), with the
+// rows' per-pixel constants computed first into `scratch`. Each sum runs over the rows in order.
 template <typename T>
 XAI_ALWAYS_INLINE void backward_rows_impl(int64_t width_pad, int64_t window, int64_t step, const T* const* u,
-                                          int64_t rows, const T* const* w, T coldness, int pooling,
-                                          const T* const* g, const T* const* out, const T* const* row_max,
-                                          const T* const* row_sum, T* __restrict__ acc, T* __restrict__ scratch) {
+                                          const int32_t* const* nz, int64_t rows, const T* const* w, T coldness,
+                                          int pooling, const T* const* g, const T* const* out,
+                                          const T* const* row_max, const T* const* row_sum, T* __restrict__ acc,
+                                          T* __restrict__ scratch) {
   typedef typename Lanes<T>::type V;
-  const int64_t taps = window * window;
+  const bool softmax = pooling == static_cast<int>(MaskPooling::Softmax);
+  // Per row y: offset, slope, top and the zero taps' term (softmax), or d (the linear poolings).
+  T* const offsets = scratch;
+  T* const slopes = scratch + rows * L;
+  T* const tops = scratch + 2 * rows * L;
+  T* const zero_terms = scratch + 3 * rows * L;
   for (int64_t x0 = 0; x0 < width_pad; x0 += L) {
-    for (int64_t k = 0; k < taps; ++k) store(scratch + k * L, V{});
     for (int64_t y = 0; y < rows; ++y) {
       const V gv = load<V>(g[y] + x0), ov = load<V>(out[y] + x0);
-      const T* wy = w[y];
-      if (pooling == static_cast<int>(MaskPooling::Softmax)) {
+      if (softmax) {
         // g d out / d v_k = p_k (offset + slope v_k) with p_k = e_k / sum: see
         // softmax_pool_grad_terms. The 1 / sum is folded into offset and slope once per pixel.
         const V inv_sum = T(1) / load<V>(row_sum[y] + x0), top = load<V>(row_max[y] + x0);
-        const V offset = gv * (T(1) - coldness * ov) * inv_sum, slope = gv * coldness * inv_sum;
-        for (int64_t i = 0; i < window; ++i) {
-          for (int64_t j = 0; j < window; ++j) {
-            const int64_t k = i * window + j;
-            const V wk = load<V>(wy + k * width_pad + x0);
-            const V v = wk * load<V>(u[i] + x0 + j * step);
-            const V e = fast_exp<false>(coldness * v - top);
-            store(scratch + k * L, load<V>(scratch + k * L) + e * (offset + slope * v) * wk);
-          }
-        }
+        const V offset = gv * (T(1) - coldness * ov) * inv_sum;
+        store(offsets + y * L, offset);
+        store(slopes + y * L, gv * coldness * inv_sum);
+        store(tops + y * L, top);
+        // A zero tap (v = 0): e = exp(-top) and offset + slope v = offset, for every such tap.
+        store(zero_terms + y * L, nz != nullptr ? fast_exp<false>(coldness * V{} - top) * offset : V{});
       } else {
         V d;
         for (int64_t l = 0; l < L; ++l) {
           d[l] = linear_pool_grad<T>(static_cast<MaskPooling>(pooling), gv[l], ov[l], coldness);
         }
-        for (int64_t k = 0; k < taps; ++k) {
-          store(scratch + k * L, load<V>(scratch + k * L) + d * load<V>(wy + k * width_pad + x0));
-        }
+        store(offsets + y * L, d);
       }
     }
-    for (int64_t k = 0; k < taps; ++k) store(acc + k * width_pad + x0, load<V>(scratch + k * L));
+    for (int64_t i = 0; i < window; ++i) {
+      for (int64_t j = 0; j < window; ++j) {
+        const int64_t k = i * window + j, wk_offset = k * width_pad + x0;
+        V sum = V{};
+        if (!softmax) {
+          for (int64_t y = 0; y < rows; ++y) sum += load<V>(offsets + y * L) * load<V>(w[y] + wk_offset);
+        } else if (zero_tap(nz, i, x0 + j * step)) {
+          for (int64_t y = 0; y < rows; ++y) sum += load<V>(zero_terms + y * L) * load<V>(w[y] + wk_offset);
+        } else {
+          const V m = load<V>(u[i] + x0 + j * step);
+          for (int64_t y = 0; y < rows; ++y) {
+            const V wk = load<V>(w[y] + wk_offset);
+            const V v = wk * m;
+            const V e = fast_exp<false>(coldness * v - load<V>(tops + y * L));
+            sum += e * (load<V>(offsets + y * L) + load<V>(slopes + y * L) * v) * wk;
+          }
+        }
+        store(acc + wk_offset, sum);
+      }
+    }
   }
 }
 
 }  // namespace
 
 XAI_MULTIVERSION void smooth_mask_row(int64_t width_pad, int64_t window, int64_t step, const float* const* u,
-                                      const float* w, float coldness, int pooling, float* out, float* row_max,
+                                      const int32_t* const* nz, const float* w, float coldness, int pooling, float* out, float* row_max,
                                       float* row_sum, float* scratch) {
-  forward_row_impl(width_pad, window, step, u, w, coldness, pooling, out, row_max, row_sum, scratch);
+  forward_row_impl(width_pad, window, step, u, nz, w, coldness, pooling, out, row_max, row_sum, scratch);
 }
 
 XAI_MULTIVERSION void smooth_mask_row(int64_t width_pad, int64_t window, int64_t step, const double* const* u,
-                                      const double* w, double coldness, int pooling, double* out, double* row_max,
+                                      const int32_t* const* nz, const double* w, double coldness, int pooling, double* out, double* row_max,
                                       double* row_sum, double* scratch) {
-  forward_row_impl(width_pad, window, step, u, w, coldness, pooling, out, row_max, row_sum, scratch);
+  forward_row_impl(width_pad, window, step, u, nz, w, coldness, pooling, out, row_max, row_sum, scratch);
 }
 
 XAI_MULTIVERSION void smooth_mask_backward_rows(int64_t width_pad, int64_t window, int64_t step,
-                                                const float* const* u, int64_t rows, const float* const* w,
+                                                const float* const* u, const int32_t* const* nz, int64_t rows, const float* const* w,
                                                 float coldness, int pooling, const float* const* g,
                                                 const float* const* out, const float* const* row_max,
                                                 const float* const* row_sum, float* acc, float* scratch) {
-  backward_rows_impl(width_pad, window, step, u, rows, w, coldness, pooling, g, out, row_max, row_sum, acc, scratch);
+  backward_rows_impl(width_pad, window, step, u, nz, rows, w, coldness, pooling, g, out, row_max, row_sum, acc, scratch);
 }
 
 XAI_MULTIVERSION void smooth_mask_backward_rows(int64_t width_pad, int64_t window, int64_t step,
-                                                const double* const* u, int64_t rows, const double* const* w,
+                                                const double* const* u, const int32_t* const* nz, int64_t rows, const double* const* w,
                                                 double coldness, int pooling, const double* const* g,
                                                 const double* const* out, const double* const* row_max,
                                                 const double* const* row_sum, double* acc, double* scratch) {
-  backward_rows_impl(width_pad, window, step, u, rows, w, coldness, pooling, g, out, row_max, row_sum, acc, scratch);
+  backward_rows_impl(width_pad, window, step, u, nz, rows, w, coldness, pooling, g, out, row_max, row_sum, acc, scratch);
 }
 
 }  // namespace cpu

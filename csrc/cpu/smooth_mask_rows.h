@@ -4,6 +4,12 @@
 // u[i], i < window: the zero-padded parameter row r + i upsampled along x (value of column
 // x / step), read at x + j * step for window column j; w: (window^2, width_pad) weights of the
 // row's phase. All sums over the window run in the order k = i * window + j.
+//
+// nz (may be null): nz[i][x] = how many of u[i][0, x) are not zero. A window tap whose 16 values
+// are all zero (the zero padding around the parameters -- 30% of the taps at 224 x 224, step 7,
+// sigma 21 -- and parameters at 0) has v = 0 for every lane: its exp is exp(-max), the same for
+// all such taps of a pixel, so it is computed once. Sums keep their order: the same bits as
+// without nz. Callers pass null when a weight is not finite (0 * inf is not 0).
 #pragma once
 
 #include <cstdint>
@@ -16,21 +22,23 @@ constexpr int64_t kMaskLanes = 16;
 // Forward: out[x] pooled; for softmax also row_max[x] = max_k c v_k and row_sum[x] = sum_k
 // exp(c v_k - row_max[x]) (what the backward needs). scratch: window^2 * kMaskLanes values.
 // pooling: 0 softmax, 1 sum, 2 sigmoid (MaskPooling).
-void smooth_mask_row(int64_t width_pad, int64_t window, int64_t step, const float* const* u, const float* w,
+void smooth_mask_row(int64_t width_pad, int64_t window, int64_t step, const float* const* u,
+                     const int32_t* const* nz, const float* w,
                      float coldness, int pooling, float* out, float* row_max, float* row_sum, float* scratch);
-void smooth_mask_row(int64_t width_pad, int64_t window, int64_t step, const double* const* u, const double* w,
+void smooth_mask_row(int64_t width_pad, int64_t window, int64_t step, const double* const* u,
+                     const int32_t* const* nz, const double* w,
                      double coldness, int pooling, double* out, double* row_max, double* row_sum, double* scratch);
 
 // Backward over the `rows` pixel rows of one cell row (which all read the parameter rows u):
 // acc[k * width_pad + x] = sum over those rows of g d out / d v_k * w_k at column x, the gradient
 // of the window value m_k through these pixels (per row y: its weights w[y], and g, out, row_max,
-// row_sum as the forward wrote them). scratch: window^2 * kMaskLanes values.
+// row_sum as the forward wrote them). scratch: 4 * rows * kMaskLanes values.
 void smooth_mask_backward_rows(int64_t width_pad, int64_t window, int64_t step, const float* const* u,
-                               int64_t rows, const float* const* w, float coldness, int pooling,
+                               const int32_t* const* nz, int64_t rows, const float* const* w, float coldness, int pooling,
                                const float* const* g, const float* const* out, const float* const* row_max,
                                const float* const* row_sum, float* acc, float* scratch);
 void smooth_mask_backward_rows(int64_t width_pad, int64_t window, int64_t step, const double* const* u,
-                               int64_t rows, const double* const* w, double coldness, int pooling,
+                               const int32_t* const* nz, int64_t rows, const double* const* w, double coldness, int pooling,
                                const double* const* g, const double* const* out, const double* const* row_max,
                                const double* const* row_sum, double* acc, double* scratch);
 
