@@ -70,11 +70,18 @@ def _apply(impl, pyramid):
     return perturbation.apply
 
 
-def _apply_inputs(masks):
+def _apply_inputs(masks, kind="noise"):
+    """The pyramid, ``masks`` masks and loss weights. ``kind``: ``'noise'``, uniform per pixel
+    (every 16 neighbouring pixels span all levels: the lookup's worst case), or ``'generated'``,
+    the mask generator's smooth masks from uniform parameters (what extremal perturbation feeds
+    ``apply``)."""
     generator = torch.Generator().manual_seed(2)
     pyramid = reference.blur_pyramid(_image(), LEVELS, MAX_BLUR, "blur")[0]
     mask = torch.rand(masks, 1, SIZE, SIZE, generator=generator)
     weights = torch.rand(masks, 3, SIZE, SIZE, generator=generator)
+    if kind == "generated":
+        params = torch.rand(masks, 1, CELLS, CELLS, generator=generator)
+        mask = reference.smooth_mask(params, (SIZE, SIZE), STEP, SIGMA)[0].contiguous()
     return pyramid, mask, weights
 
 
@@ -82,10 +89,14 @@ def _torchray_or_reference_apply(pyramid):
     return _apply("torchray" if torchray_ep is not None else "reference", pyramid)
 
 
+MASK_KINDS = {"noise": "", "generated": "-generated-masks"}
+
+
+@pytest.mark.parametrize("kind", list(MASK_KINDS))
 @pytest.mark.parametrize("impl", IMPLS)
-def test_pyramid_apply_forward(record, impl):
-    record.group = f"ep-pyramid-apply-forward-cpu-K4x{SIZE}x{SIZE}-L{LEVELS}"
-    pyramid, mask, _ = _apply_inputs(4)
+def test_pyramid_apply_forward(record, impl, kind):
+    record.group = f"ep-pyramid-apply-forward-cpu-K4x{SIZE}x{SIZE}-L{LEVELS}{MASK_KINDS[kind]}"
+    pyramid, mask, _ = _apply_inputs(4, kind)
     out = record(_apply(impl, pyramid), mask)
     torch.testing.assert_close(out, _torchray_or_reference_apply(pyramid)(mask), rtol=1e-5, atol=1e-6)
 
@@ -102,10 +113,11 @@ def _apply_forward_backward(apply, mask, weights):
     return run
 
 
+@pytest.mark.parametrize("kind", list(MASK_KINDS))
 @pytest.mark.parametrize("impl", IMPLS)
-def test_pyramid_apply_forward_backward(record, impl):
-    record.group = f"ep-pyramid-apply-fwd+bwd-cpu-K4x{SIZE}x{SIZE}-L{LEVELS}"
-    pyramid, mask, weights = _apply_inputs(4)
+def test_pyramid_apply_forward_backward(record, impl, kind):
+    record.group = f"ep-pyramid-apply-fwd+bwd-cpu-K4x{SIZE}x{SIZE}-L{LEVELS}{MASK_KINDS[kind]}"
+    pyramid, mask, weights = _apply_inputs(4, kind)
     out, grad = record(_apply_forward_backward(_apply(impl, pyramid), mask, weights))
     expected_out, expected_grad = _apply_forward_backward(_torchray_or_reference_apply(pyramid), mask, weights)()
     torch.testing.assert_close(out, expected_out, rtol=1e-5, atol=1e-6)

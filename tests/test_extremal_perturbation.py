@@ -358,3 +358,22 @@ def test_bad_arguments(kwargs, match):
     arguments.update(kwargs)
     with pytest.raises(ValueError, match=match):
         ep.extremal_perturbation(**arguments)
+
+
+def test_momentum_step_is_torch_sgd(monkeypatch):
+    """The loop's own momentum step gives the same bits as TorchRay's optim.SGD."""
+    x, model = _image(32), _Model(False)
+    run = dict(areas=[0.1, 0.3], max_iter=25, step=3, sigma=6)
+    masks, hist = ep.extremal_perturbation(model, x, 2, **run)
+
+    class TorchSGD:
+        def __init__(self, parameter):
+            self.sgd = torch.optim.SGD([parameter], lr=0.01, momentum=0.9, dampening=0.9)
+
+        def step(self):
+            self.sgd.step()
+
+    monkeypatch.setattr(ep, "_MomentumStep", TorchSGD)
+    expected_masks, expected_hist = ep.extremal_perturbation(model, x, 2, **run)
+    assert torch.equal(masks, expected_masks)
+    assert torch.equal(hist, expected_hist)

@@ -19,7 +19,6 @@ Example:
 import numbers
 
 import torch
-import torch.optim as optim
 
 from .._progress import progress as _progress
 from ..ops.blur import imsmooth
@@ -390,6 +389,27 @@ def extremal_perturbation(model, input, target, areas=[0.1], perturbation=BLUR_P
     return masks, hist
 
 
+class _MomentumStep:
+    """TorchRay's ``optim.SGD([p], lr=0.01, momentum=0.9, dampening=0.9)`` step on its one tensor,
+    the arithmetic of torch's single-tensor SGD (the same bits) without its per-step bookkeeping
+    (about 0.1 ms of a 3 ms iteration)."""
+
+    def __init__(self, parameter):
+        self.parameter = parameter
+        self.buffer = None
+
+    @torch.no_grad()
+    def step(self):
+        grad = self.parameter.grad
+        if grad is None:  # as SGD: a parameter without a gradient is left alone
+            return
+        if self.buffer is None:
+            self.buffer = grad.detach().clone()
+        else:
+            self.buffer.mul_(_MOMENTUM).add_(grad, alpha=1 - _MOMENTUM)
+        self.parameter.add_(self.buffer, alpha=-_LEARNING_RATE)
+
+
 def _optimise(model, input, targets, areas, perturbation_type, max_iter, num_levels, step, sigma, jitter, variant,
               print_iter, debug, reward_func, progress):
     num_images, num_areas = input.shape[0], len(areas)
@@ -408,7 +428,7 @@ def _optimise(model, input, targets, areas, perturbation_type, max_iter, num_lev
         helpers.print_header(targets[0] if num_images == 1 else targets, areas, variant, max_iter, step, sigma,
                              input, reward_func, perturbation, pmask)
     mask_areas = areas * num_images
-    optimizer = optim.SGD([pmask], lr=_LEARNING_RATE, momentum=_MOMENTUM, dampening=_MOMENTUM)
+    optimizer = _MomentumStep(pmask)
     hist = None
     rows_per_image = 2 * num_areas if variant == DUAL_VARIANT else num_areas
     pmask.requires_grad_(True)
@@ -428,7 +448,7 @@ def _optimise(model, input, targets, areas, perturbation_type, max_iter, num_lev
         reward = helpers.image_rewards(reward_func, y, targets, variant, num_areas)
         regul = -area_loss(full, mask_areas) * regul_weight
         energy = (reward + regul).sum()
-        optimizer.zero_grad()
+        pmask.grad = None
         (-energy).backward()
         optimizer.step()
         with torch.no_grad():

@@ -155,8 +155,19 @@ def smooth_mask(mask_in, shape, step, sigma, clamp=True, pooling_method="softmax
         weight = geometry.plane_weights(mask_in.device, mask_in.dtype)
         full, _ = torch.ops.xaifast.smooth_mask(mask_in, weight, step, geometry.padding, pooling_method,
                                                 reference.COLDNESS)
-        return reference.clamp_and_crop(full, geometry, clamp)
+        return reference.clamp_and_crop(full, geometry, clamp and not _within_unit_interval(full))
     return reference.smooth_mask(mask_in, shape, step, sigma, clamp, pooling_method)
+
+
+def _within_unit_interval(x):
+    """Whether every value of a CPU tensor is in ``[0, 1]`` (False for NaN, and off the CPU, where
+    asking would wait for the device). Clamping such a tensor to ``[0, 1]`` changes neither it nor
+    a gradient through it (the clamp's backward passes the gradient at 0 and 1), so one pass here
+    replaces the clamp and its backward (three passes and a mask)."""
+    if x.device.type != "cpu" or x.numel() == 0:
+        return False
+    lo, hi = torch.aminmax(x.detach())
+    return bool(lo >= 0) and bool(hi <= 1)
 
 
 def check_areas(areas, name="area"):
@@ -263,10 +274,13 @@ if HAS_EXT:
     def _smooth_mask_setup(ctx, inputs, output):
         mask_in, weight, step, padding, pooling_method, coldness = inputs
         ctx.mark_non_differentiable(output[1])
+        ctx.set_materialize_grads(False)  # no zero-filled gradient for the statistics (0.5 MB at 224)
         ctx.save_for_backward(mask_in, weight, output[0], output[1])
         ctx.arguments = (step, padding, pooling_method, coldness)
 
     def _smooth_mask_backward(ctx, grad, _grad_stats):
+        if grad is None:
+            return None, None, None, None, None, None
         mask_in, weight, full, stats = ctx.saved_tensors
         if ctx.needs_input_grad[1]:
             raise NotImplementedError("xaifast::smooth_mask: no gradient with respect to weight (a constant of "
