@@ -74,6 +74,24 @@ def test_zero_parameters(dtype, pooling, case):
 
 
 @requires_ext
+@pytest.mark.parametrize("scale", [1.0, 5.0, 40.0])
+def test_softmax_parameters_beyond_the_unit_interval(dtype, scale):
+    """Parameters far outside [0, 1] (where the exps' arguments can fall below -87 and the kernel
+    keeps its exp's lower clamp) still match the reference."""
+    geometry = mask_geometry((33, 40), 3, 2.0)
+    params = (_params(geometry, 2, dtype, "cpu", seed=5) * 2 - 0.5) * scale
+    a, b = params.clone().requires_grad_(), params.clone().requires_grad_()
+    full, _ = _kernel(a, geometry, "softmax")
+    expected = reference.smooth_mask_dense(b, geometry, clamp=False, pooling_method="softmax")[1]
+    torch.testing.assert_close(full, expected, **tolerance(dtype))
+    grad = torch.randn(expected.shape, generator=torch.Generator().manual_seed(1), dtype=dtype)
+    full.backward(grad)
+    expected.backward(grad)
+    rtol, atol = (1e-4, 5e-5) if dtype == torch.float32 else (tolerance(dtype)["rtol"], tolerance(dtype)["atol"])
+    torch.testing.assert_close(a.grad, b.grad, rtol=rtol, atol=atol * b.grad.abs().max().item())
+
+
+@requires_ext
 def test_non_finite_weight_reaches_every_pixel_it_weighs():
     """An infinite weight times a zero parameter is NaN, not 0: the zero-tap shortcut is off then."""
     geometry = mask_geometry((33, 40), 3, 2.0)

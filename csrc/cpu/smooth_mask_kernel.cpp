@@ -85,6 +85,30 @@ std::vector<int32_t> nonzero_counts(const std::vector<T>& u, const T* weight, co
   return nz;
 }
 
+// Whether every softmax exp argument c v - max(c v) is above -87 (see smooth_mask_rows.h): each
+// |c v| is at most |c| max|mask| max|weight|. False when either holds a NaN or an infinity.
+template <typename T>
+bool softmax_exp_in_range(const T* mask, const T* weight, const Layout& s, T coldness) {
+  const SmoothMaskGeometry& g = s.g;
+  const auto max_abs = [](const T* x, int64_t n, T& top) {
+    top = T(0);
+    for (int64_t i = 0; i < n; ++i) {
+      const T a = std::abs(x[i]);
+      if (std::isnan(a)) return false;
+      top = a > top ? a : top;
+    }
+    return true;
+  };
+  T mask_max, weight_max;
+  if (!max_abs(mask, g.masks * g.in_h * g.in_w, mask_max) ||
+      !max_abs(weight, g.window * g.window * g.weight_h * g.weight_w, weight_max)) {
+    return false;
+  }
+  const double bound = 2.0 * std::abs(static_cast<double>(coldness)) * static_cast<double>(mask_max) *
+                       static_cast<double>(weight_max);
+  return bound <= 80.0;  // false for an infinity (or a NaN coldness)
+}
+
 // tiled[phase][t][x] = weight[t][phase][x % weight_w], phase < weight_h, x < width_pad.
 template <typename T>
 std::vector<T> tiled_weights(const T* weight, const Layout& s) {
@@ -121,6 +145,7 @@ void forward(const T* mask, const T* weight, const Layout& s, MaskPooling poolin
   const std::vector<T> u = upsampled_rows(mask, s);
   const std::vector<int32_t> nz = nonzero_counts(u, weight, s);
   const std::vector<T> tiled = tiled_weights(weight, s);
+  const bool in_range = softmax_exp_in_range(mask, weight, s, coldness);
   const int64_t taps = g.window * g.window, plane = g.out_h * g.out_w;
   const bool softmax = pooling == MaskPooling::Softmax;
   at::parallel_for(0, g.masks * g.out_h, 4, [&](int64_t begin, int64_t end) {
@@ -135,7 +160,7 @@ void forward(const T* mask, const T* weight, const Layout& s, MaskPooling poolin
       set_rows(u, nz, s, k, cell, rows, nz_rows);
       const T* w = tiled.data() + (y % g.weight_h) * taps * s.width_pad;
       cpu::smooth_mask_row(s.width_pad, g.window, g.step, rows.data(), nz.empty() ? nullptr : nz_rows.data(), w,
-                           coldness, static_cast<int>(pooling), pooled, top, sum, scratch.data());
+                           coldness, static_cast<int>(pooling), in_range, pooled, top, sum, scratch.data());
       std::copy(pooled, pooled + g.out_w, out + k * plane + y * g.out_w);
       if (softmax) {
         std::copy(top, top + g.out_w, stats + 2 * k * plane + y * g.out_w);
@@ -152,6 +177,7 @@ void backward(const T* grad, const T* mask, const T* weight, const T* full, cons
   const std::vector<T> u = upsampled_rows(mask, s);
   const std::vector<int32_t> nz = nonzero_counts(u, weight, s);
   const std::vector<T> tiled = tiled_weights(weight, s);
+  const bool in_range = softmax_exp_in_range(mask, weight, s, coldness);
   const int64_t taps = g.window * g.window, plane = g.out_h * g.out_w, cells = g.mid_h * g.mid_w;
   const bool softmax = pooling == MaskPooling::Softmax;
   // cell_grad[k][t][r][c]: gradient of the window value t of cell (r, c) (TorchRay's unfolded parameter).
@@ -189,8 +215,8 @@ void backward(const T* grad, const T* mask, const T* weight, const T* full, cons
       }
       cpu::smooth_mask_backward_rows(s.width_pad, g.window, g.step, rows.data(),
                                      nz.empty() ? nullptr : nz_rows.data(), count, w_rows.data(), coldness,
-                                     static_cast<int>(pooling), g_rows.data(), out_rows.data(), top_rows.data(),
-                                     sum_rows.data(), acc.data(), scratch.data());
+                                     static_cast<int>(pooling), in_range, g_rows.data(), out_rows.data(),
+                                     top_rows.data(), sum_rows.data(), acc.data(), scratch.data());
       for (int64_t t = 0; t < taps; ++t) {
         const T* a = acc.data() + t * s.width_pad;
         T* dst = cell_grad.data() + ((k * taps + t) * g.mid_h + cell) * g.mid_w;

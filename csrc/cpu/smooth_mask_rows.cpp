@@ -57,11 +57,13 @@ XAI_ALWAYS_INLINE void store(void* p, V v) {
 // Arguments below -87.3 give ~1e-38 instead of 0.
 // kBounded = false drops the upper clamp, for the softmax windows' arguments c v - max(c v), which
 // are at most a rounding error above 0.
-template <bool kBounded = true>
+// kFloor = false drops the lower clamp too, for arguments known to be above -87 (the callers'
+// kInRange; a compare and a blend per exp).
+template <bool kBounded = true, bool kFloor = true>
 XAI_ALWAYS_INLINE Lanes<float>::type fast_exp(Lanes<float>::type x) {
   typedef Lanes<float>::type V;
   const V lo = V{} - 87.33654f, hi = V{} + 88.3762626647949f;
-  x = lo > x ? lo : x;  // this operand order is one vmaxps (NaN stays NaN)
+  if (kFloor) x = lo > x ? lo : x;
   if (kBounded) x = hi < x ? hi : x;
   // t = 1.5 * 2^23 + n: the integer n sits in t's low mantissa bits, so 2^n's exponent field is
   // read off t's bits (no float-to-int conversion); n itself is t - 1.5 * 2^23, exactly.
@@ -80,7 +82,7 @@ XAI_ALWAYS_INLINE Lanes<float>::type fast_exp(Lanes<float>::type x) {
   return p * (V)e;  // a same-size vector cast reinterprets the bits
 }
 
-template <bool kBounded = true>
+template <bool kBounded = true, bool kFloor = true>
 XAI_ALWAYS_INLINE Lanes<double>::type fast_exp(Lanes<double>::type x) {
   for (int64_t l = 0; l < L; ++l) x[l] = std::exp(x[l]);
   return x;
@@ -97,7 +99,10 @@ XAI_ALWAYS_INLINE bool zero_tap(const int32_t* const* nz, int64_t i, int64_t x) 
   return nz != nullptr && nz[i][x + L] == nz[i][x];
 }
 
-template <typename T>
+// kInRange: every window value v satisfies 2 |coldness v| <= 80, so the softmax exps' arguments
+// c v - max(c v) are above -87 and need no lower clamp (the caller checks the parameters and
+// weights once per call).
+template <typename T, bool kInRange>
 XAI_ALWAYS_INLINE void forward_row_impl(int64_t width_pad, int64_t window, int64_t step, const T* const* u,
                                         const int32_t* const* nz, const T* w, T coldness, int pooling,
                                         T* __restrict__ out, T* __restrict__ row_max, T* __restrict__ row_sum,
@@ -131,7 +136,7 @@ XAI_ALWAYS_INLINE void forward_row_impl(int64_t width_pad, int64_t window, int64
             continue;
           }
           const V v = load<V>(values + (i * window + j) * L);
-          const V e = fast_exp<false>(coldness * v - top);
+          const V e = fast_exp<false, !kInRange>(coldness * v - top);
           sum += e;
           dot += v * e;
         }
@@ -155,7 +160,7 @@ XAI_ALWAYS_INLINE void forward_row_impl(int64_t width_pad, int64_t window, int64
 // The pixel rows of one cell row share their parameter rows u; per 16-pixel chunk, each window
 // tap's gradient is summed over those rows in a register (u's values loaded once), with the
 // rows' per-pixel constants computed first into `scratch`. Each sum runs over the rows in order.
-template <typename T>
+template <typename T, bool kInRange>
 XAI_ALWAYS_INLINE void backward_rows_impl(int64_t width_pad, int64_t window, int64_t step, const T* const* u,
                                           const int32_t* const* nz, int64_t rows, const T* const* w, T coldness,
                                           int pooling, const T* const* g, const T* const* out,
@@ -202,7 +207,7 @@ XAI_ALWAYS_INLINE void backward_rows_impl(int64_t width_pad, int64_t window, int
           for (int64_t y = 0; y < rows; ++y) {
             const V wk = load<V>(w[y] + wk_offset);
             const V v = wk * m;
-            const V e = fast_exp<false>(coldness * v - load<V>(tops + y * L));
+            const V e = fast_exp<false, !kInRange>(coldness * v - load<V>(tops + y * L));
             sum += e * (load<V>(offsets + y * L) + load<V>(slopes + y * L) * v) * wk;
           }
         }
@@ -214,33 +219,35 @@ XAI_ALWAYS_INLINE void backward_rows_impl(int64_t width_pad, int64_t window, int
 
 }  // namespace
 
-XAI_MULTIVERSION void smooth_mask_row(int64_t width_pad, int64_t window, int64_t step, const float* const* u,
-                                      const int32_t* const* nz, const float* w, float coldness, int pooling, float* out, float* row_max,
-                                      float* row_sum, float* scratch) {
-  forward_row_impl(width_pad, window, step, u, nz, w, coldness, pooling, out, row_max, row_sum, scratch);
-}
+#define XAI_SMOOTH_MASK_ROWS(T)                                                                                 \
+  XAI_MULTIVERSION void smooth_mask_row(int64_t width_pad, int64_t window, int64_t step, const T* const* u,      \
+                                        const int32_t* const* nz, const T* w, T coldness, int pooling,          \
+                                        bool in_range, T* out, T* row_max, T* row_sum, T* scratch) {            \
+    if (in_range) {                                                                                             \
+      forward_row_impl<T, true>(width_pad, window, step, u, nz, w, coldness, pooling, out, row_max, row_sum,    \
+                                scratch);                                                                       \
+    } else {                                                                                                    \
+      forward_row_impl<T, false>(width_pad, window, step, u, nz, w, coldness, pooling, out, row_max, row_sum,   \
+                                 scratch);                                                                      \
+    }                                                                                                           \
+  }                                                                                                             \
+  XAI_MULTIVERSION void smooth_mask_backward_rows(                                                              \
+      int64_t width_pad, int64_t window, int64_t step, const T* const* u, const int32_t* const* nz,            \
+      int64_t rows, const T* const* w, T coldness, int pooling, bool in_range, const T* const* g,              \
+      const T* const* out, const T* const* row_max, const T* const* row_sum, T* acc, T* scratch) {             \
+    if (in_range) {                                                                                             \
+      backward_rows_impl<T, true>(width_pad, window, step, u, nz, rows, w, coldness, pooling, g, out, row_max,  \
+                                  row_sum, acc, scratch);                                                       \
+    } else {                                                                                                    \
+      backward_rows_impl<T, false>(width_pad, window, step, u, nz, rows, w, coldness, pooling, g, out, row_max, \
+                                   row_sum, acc, scratch);                                                      \
+    }                                                                                                           \
+  }
 
-XAI_MULTIVERSION void smooth_mask_row(int64_t width_pad, int64_t window, int64_t step, const double* const* u,
-                                      const int32_t* const* nz, const double* w, double coldness, int pooling, double* out, double* row_max,
-                                      double* row_sum, double* scratch) {
-  forward_row_impl(width_pad, window, step, u, nz, w, coldness, pooling, out, row_max, row_sum, scratch);
-}
+XAI_SMOOTH_MASK_ROWS(float)
+XAI_SMOOTH_MASK_ROWS(double)
 
-XAI_MULTIVERSION void smooth_mask_backward_rows(int64_t width_pad, int64_t window, int64_t step,
-                                                const float* const* u, const int32_t* const* nz, int64_t rows, const float* const* w,
-                                                float coldness, int pooling, const float* const* g,
-                                                const float* const* out, const float* const* row_max,
-                                                const float* const* row_sum, float* acc, float* scratch) {
-  backward_rows_impl(width_pad, window, step, u, nz, rows, w, coldness, pooling, g, out, row_max, row_sum, acc, scratch);
-}
-
-XAI_MULTIVERSION void smooth_mask_backward_rows(int64_t width_pad, int64_t window, int64_t step,
-                                                const double* const* u, const int32_t* const* nz, int64_t rows, const double* const* w,
-                                                double coldness, int pooling, const double* const* g,
-                                                const double* const* out, const double* const* row_max,
-                                                const double* const* row_sum, double* acc, double* scratch) {
-  backward_rows_impl(width_pad, window, step, u, nz, rows, w, coldness, pooling, g, out, row_max, row_sum, acc, scratch);
-}
+#undef XAI_SMOOTH_MASK_ROWS
 
 }  // namespace cpu
 }  // namespace xaifast
