@@ -85,25 +85,27 @@ std::vector<int32_t> nonzero_counts(const std::vector<T>& u, const T* weight, co
   return nz;
 }
 
-// Whether every softmax exp argument c v - max(c v) is above -87 (see smooth_mask_rows.h): each
-// |c v| is at most |c| max|mask| max|weight|. False when either holds a NaN or an infinity.
+// The largest |weight|, or -1 if one is NaN.
+template <typename T>
+T max_abs(const T* x, int64_t n) {
+  T top = T(0);
+  for (int64_t i = 0; i < n; ++i) {
+    const T a = std::abs(x[i]);
+    if (std::isnan(a)) return T(-1);
+    top = a > top ? a : top;
+  }
+  return top;
+}
+
+// Whether every softmax exp argument is above -87 (see smooth_mask_rows.h): each |c v| is at
+// most |c| max|mask| max|weight|, and 2 |c v| <= 80 keeps c v - shift in [-80, 0] for any shift
+// between max(c v) and that bound. False for a NaN or an infinity.
 template <typename T>
 bool softmax_exp_in_range(const T* mask, const T* weight, const Layout& s, T coldness) {
   const SmoothMaskGeometry& g = s.g;
-  const auto max_abs = [](const T* x, int64_t n, T& top) {
-    top = T(0);
-    for (int64_t i = 0; i < n; ++i) {
-      const T a = std::abs(x[i]);
-      if (std::isnan(a)) return false;
-      top = a > top ? a : top;
-    }
-    return true;
-  };
-  T mask_max, weight_max;
-  if (!max_abs(mask, g.masks * g.in_h * g.in_w, mask_max) ||
-      !max_abs(weight, g.window * g.window * g.weight_h * g.weight_w, weight_max)) {
-    return false;
-  }
+  const T mask_max = max_abs(mask, g.masks * g.in_h * g.in_w);
+  const T weight_max = max_abs(weight, g.window * g.window * g.weight_h * g.weight_w);
+  if (mask_max < 0 || weight_max < 0) return false;
   const double bound = 2.0 * std::abs(static_cast<double>(coldness)) * static_cast<double>(mask_max) *
                        static_cast<double>(weight_max);
   return bound <= 80.0;  // false for an infinity (or a NaN coldness)
@@ -139,32 +141,42 @@ void set_rows(const std::vector<T>& u, const std::vector<int32_t>& nz, const Lay
   }
 }
 
+// Work items are cell rows (whose pixel rows read the same parameter rows). With softmax and
+// parameters in range, the first pixel row of a cell finds each pixel's max(c v) and the others
+// use it as their exps' shift (see smooth_mask_rows.h): fixed by the geometry, so the results do
+// not depend on the thread count.
 template <typename T>
 void forward(const T* mask, const T* weight, const Layout& s, MaskPooling pooling, T coldness, T* out, T* stats) {
   const SmoothMaskGeometry& g = s.g;
   const std::vector<T> u = upsampled_rows(mask, s);
   const std::vector<int32_t> nz = nonzero_counts(u, weight, s);
   const std::vector<T> tiled = tiled_weights(weight, s);
-  const bool in_range = softmax_exp_in_range(mask, weight, s, coldness);
-  const int64_t taps = g.window * g.window, plane = g.out_h * g.out_w;
   const bool softmax = pooling == MaskPooling::Softmax;
-  at::parallel_for(0, g.masks * g.out_h, 4, [&](int64_t begin, int64_t end) {
-    std::vector<T> scratch(static_cast<size_t>(taps * kMaskLanes)), row(static_cast<size_t>(3 * s.width_pad));
+  const bool shared_shift = softmax && softmax_exp_in_range(mask, weight, s, coldness);
+  const int64_t taps = g.window * g.window, plane = g.out_h * g.out_w;
+  at::parallel_for(0, g.masks * g.mid_h, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> scratch(static_cast<size_t>(taps * kMaskLanes)), row(static_cast<size_t>(4 * s.width_pad));
     std::vector<const T*> rows(static_cast<size_t>(g.window));
     std::vector<const int32_t*> nz_rows(static_cast<size_t>(g.window));
     T* pooled = row.data();
     T* top = pooled + s.width_pad;
     T* sum = top + s.width_pad;
+    T* first_top = sum + s.width_pad;  // the maxima of the cell's first row
     for (int64_t index = begin; index < end; ++index) {
-      const int64_t k = index / g.out_h, y = index % g.out_h, cell = y / g.step;
+      const int64_t k = index / g.mid_h, cell = index % g.mid_h;
       set_rows(u, nz, s, k, cell, rows, nz_rows);
-      const T* w = tiled.data() + (y % g.weight_h) * taps * s.width_pad;
-      cpu::smooth_mask_row(s.width_pad, g.window, g.step, rows.data(), nz.empty() ? nullptr : nz_rows.data(), w,
-                           coldness, static_cast<int>(pooling), in_range, pooled, top, sum, scratch.data());
-      std::copy(pooled, pooled + g.out_w, out + k * plane + y * g.out_w);
-      if (softmax) {
-        std::copy(top, top + g.out_w, stats + 2 * k * plane + y * g.out_w);
-        std::copy(sum, sum + g.out_w, stats + (2 * k + 1) * plane + y * g.out_w);
+      const int64_t y_begin = cell * g.step, y_end = std::min(g.out_h, y_begin + g.step);
+      for (int64_t y = y_begin; y < y_end; ++y) {
+        const T* w = tiled.data() + (y % g.weight_h) * taps * s.width_pad;
+        const T* shift = shared_shift && y > y_begin ? first_top : nullptr;
+        cpu::smooth_mask_row(s.width_pad, g.window, g.step, rows.data(), nz.empty() ? nullptr : nz_rows.data(),
+                             shift, w, coldness, static_cast<int>(pooling), pooled, top, sum, scratch.data());
+        if (shared_shift && y == y_begin) std::copy(top, top + s.width_pad, first_top);
+        std::copy(pooled, pooled + g.out_w, out + k * plane + y * g.out_w);
+        if (softmax) {
+          std::copy(top, top + g.out_w, stats + 2 * k * plane + y * g.out_w);
+          std::copy(sum, sum + g.out_w, stats + (2 * k + 1) * plane + y * g.out_w);
+        }
       }
     }
   });

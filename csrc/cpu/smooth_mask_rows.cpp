@@ -99,33 +99,40 @@ XAI_ALWAYS_INLINE bool zero_tap(const int32_t* const* nz, int64_t i, int64_t x) 
   return nz != nullptr && nz[i][x + L] == nz[i][x];
 }
 
-// kInRange: every window value v satisfies 2 |coldness v| <= 80, so the softmax exps' arguments
-// c v - max(c v) are above -87 and need no lower clamp (the caller checks the parameters and
-// weights once per call).
+// kInRange (softmax): every window value v satisfies 2 |coldness v| <= 80 (the caller checks the
+// parameters and weights once per call), and `shift` holds each lane's shift for the exps, any
+// value in [-40, 40]: the arguments c v - shift stay in [-80, 80], so the exps need no clamp, and
+// the pass over the window that finds max(c v) is skipped. The caller passes the exact max of a
+// nearby pixel row: the dominant terms' arguments stay near 0, where they round finely.
 template <typename T, bool kInRange>
 XAI_ALWAYS_INLINE void forward_row_impl(int64_t width_pad, int64_t window, int64_t step, const T* const* u,
-                                        const int32_t* const* nz, const T* w, T coldness, int pooling,
-                                        T* __restrict__ out, T* __restrict__ row_max, T* __restrict__ row_sum,
-                                        T* __restrict__ values) {
+                                        const int32_t* const* nz, const T* shift, const T* w, T coldness,
+                                        int pooling, T* __restrict__ out, T* __restrict__ row_max,
+                                        T* __restrict__ row_sum, T* __restrict__ values) {
   typedef typename Lanes<T>::type V;
   for (int64_t x0 = 0; x0 < width_pad; x0 += L) {
     if (pooling == static_cast<int>(MaskPooling::Softmax)) {
       V top = V{} - std::numeric_limits<T>::infinity();
       bool zeros = false;
-      for (int64_t i = 0; i < window; ++i) {
-        for (int64_t j = 0; j < window; ++j) {
-          if (zero_tap(nz, i, x0 + j * step)) {
-            zeros = true;
-            continue;
+      if (kInRange) {
+        top = load<V>(shift + x0);
+        zeros = true;  // (if there is none, e_zero goes unused)
+      } else {
+        for (int64_t i = 0; i < window; ++i) {
+          for (int64_t j = 0; j < window; ++j) {
+            if (zero_tap(nz, i, x0 + j * step)) {
+              zeros = true;
+              continue;
+            }
+            const int64_t k = i * window + j;
+            const V v = load<V>(w + k * width_pad + x0) * load<V>(u[i] + x0 + j * step);
+            store(values + k * L, v);
+            const V cv = coldness * v;
+            top = cv > top ? cv : top;
           }
-          const int64_t k = i * window + j;
-          const V v = load<V>(w + k * width_pad + x0) * load<V>(u[i] + x0 + j * step);
-          store(values + k * L, v);
-          const V cv = coldness * v;
-          top = cv > top ? cv : top;
         }
+        if (zeros) top = top < 0 ? V{} : top;  // the zero taps' coldness * v
       }
-      if (zeros) top = top < 0 ? V{} : top;  // the zero taps' coldness * v
       // A zero tap's term: v = 0, so e = exp(-top) and v e = 0 (dot is unchanged).
       const V e_zero = zeros ? fast_exp<false>(coldness * V{} - top) : V{};
       V sum = V{}, dot = V{};
@@ -135,7 +142,9 @@ XAI_ALWAYS_INLINE void forward_row_impl(int64_t width_pad, int64_t window, int64
             sum += e_zero;
             continue;
           }
-          const V v = load<V>(values + (i * window + j) * L);
+          const int64_t k = i * window + j;
+          const V v = kInRange ? load<V>(w + k * width_pad + x0) * load<V>(u[i] + x0 + j * step)
+                               : load<V>(values + k * L);
           const V e = fast_exp<false, !kInRange>(coldness * v - top);
           sum += e;
           dot += v * e;
@@ -221,14 +230,14 @@ XAI_ALWAYS_INLINE void backward_rows_impl(int64_t width_pad, int64_t window, int
 
 #define XAI_SMOOTH_MASK_ROWS(T)                                                                                 \
   XAI_MULTIVERSION void smooth_mask_row(int64_t width_pad, int64_t window, int64_t step, const T* const* u,      \
-                                        const int32_t* const* nz, const T* w, T coldness, int pooling,          \
-                                        bool in_range, T* out, T* row_max, T* row_sum, T* scratch) {            \
-    if (in_range) {                                                                                             \
-      forward_row_impl<T, true>(width_pad, window, step, u, nz, w, coldness, pooling, out, row_max, row_sum,    \
-                                scratch);                                                                       \
+                                        const int32_t* const* nz, const T* shift, const T* w, T coldness,       \
+                                        int pooling, T* out, T* row_max, T* row_sum, T* scratch) {              \
+    if (shift != nullptr) {                                                                                     \
+      forward_row_impl<T, true>(width_pad, window, step, u, nz, shift, w, coldness, pooling, out, row_max,      \
+                                row_sum, scratch);                                                              \
     } else {                                                                                                    \
-      forward_row_impl<T, false>(width_pad, window, step, u, nz, w, coldness, pooling, out, row_max, row_sum,   \
-                                 scratch);                                                                      \
+      forward_row_impl<T, false>(width_pad, window, step, u, nz, shift, w, coldness, pooling, out, row_max,     \
+                                 row_sum, scratch);                                                             \
     }                                                                                                           \
   }                                                                                                             \
   XAI_MULTIVERSION void smooth_mask_backward_rows(                                                              \
