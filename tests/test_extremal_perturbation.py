@@ -377,3 +377,29 @@ def test_momentum_step_is_torch_sgd(monkeypatch):
     expected_masks, expected_hist = ep.extremal_perturbation(model, x, 2, **run)
     assert torch.equal(masks, expected_masks)
     assert torch.equal(hist, expected_hist)
+
+
+@pytest.mark.parametrize("config", [
+    dict(variant="preserve", areas=[0.1, 0.3]),
+    dict(variant="delete", perturbation="fade", areas=[0.2], jitter=False),
+    dict(variant="dual", areas=[0.05, 0.5]),
+    dict(reward="contrastive_reward", variant="dual", areas=[0.2, 0.3], spatial=True),
+    dict(batch=2, variant="dual", areas=[0.2, 0.4]),
+    dict(batch=3, areas=[0.3]),
+    dict(size=45, step=3, sigma=4.2, areas=[0.3]),  # irregular: autograd on both sides
+    dict(dtype=torch.float64, areas=[0.25]),
+], ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()))
+def test_direct_gradients_equal_autograd(monkeypatch, config):
+    """The loop's direct gradient (mask generator, clamp, crop, flip, lookup and area loss
+    differentiated by their backward ops) gives autograd's bits over 30 iterations."""
+    config = dict(config)
+    x = _image(config.pop("size", 32), batch=config.pop("batch", 1), dtype=config.pop("dtype", torch.float32))
+    model = _Model(config.pop("spatial", False)).to(x.dtype)
+    reward = getattr(ep, config.pop("reward", "simple_reward"))
+    run = dict(max_iter=30, step=config.pop("step", 3), sigma=config.pop("sigma", 6), reward_func=reward, **config)
+    targets = [2, 4, 1][:x.shape[0]]
+    masks, hist = ep.extremal_perturbation(model, x, targets, **run)
+    monkeypatch.setattr(ep, "_DIRECT_GRADIENTS", False)
+    expected_masks, expected_hist = ep.extremal_perturbation(model, x, targets, **run)
+    assert torch.equal(masks, expected_masks)
+    assert torch.equal(hist, expected_hist)

@@ -24,6 +24,7 @@ from .._progress import progress as _progress
 from ..ops.blur import imsmooth
 from ..ops.extremal import area_loss, blur_pyramid, mask_geometry, pyramid_lookup, smooth_mask
 from ..reference.extremal import COLDNESS, smooth_mask_dense
+from . import _extremal_direct as _direct
 from . import _extremal_helpers as helpers
 from .common import _resize
 
@@ -55,6 +56,9 @@ DUAL_VARIANT = "dual"
 """Both: the preserve reward minus the reward with the mask's complement kept."""
 
 _MOMENTUM = 0.9
+# The loop differentiates the method's own ops directly where it can (_extremal_direct); False
+# keeps autograd throughout (the tests compare the two).
+_DIRECT_GRADIENTS = True
 _LEARNING_RATE = 0.01
 _REGUL_WEIGHT = 300
 _REGUL_GROWTH = 1.0035
@@ -436,20 +440,35 @@ def _optimise(model, input, targets, areas, perturbation_type, max_iter, num_lev
     # flipping its output equals looking the flipped mask up in a flipped pyramid, made once here:
     # the same numbers, with a flip of K masks per iteration (and its backward) instead of K images.
     flipped_pyramid = torch.flip(perturbation.pyramid, dims=(-1,)) if jitter and max_iter > 0 else None
+    direct = None
+    if _DIRECT_GRADIENTS and _direct.available(input.device, dtype, geometry):
+        direct = _direct.DirectStep(geometry, perturbation.pyramid, flipped_pyramid, variant, num_images, num_areas,
+                                    mask_areas, dtype)
     for t in _progress(range(max_iter), total=max_iter, desc="extremal_perturbation", enable=progress):
-        cropped, full = smooth_mask(pmask, shape, step, sigma)
-        if jitter and t % 2 == 0:
-            x = helpers.perturbed(flipped_pyramid, torch.flip(cropped, dims=(3,)), variant, num_images, num_areas)
+        flip = jitter and t % 2 == 0
+        if direct is not None:  # the same numbers as the autograd branch below, sooner
+            cropped, full = direct.masks(pmask)
+            x = direct.perturbed(cropped, flip)
         else:
-            x = helpers.perturbed(perturbation.pyramid, cropped, variant, num_images, num_areas)
+            cropped, full = smooth_mask(pmask, shape, step, sigma)
+            if flip:
+                x = helpers.perturbed(flipped_pyramid, torch.flip(cropped, dims=(3,)), variant, num_images,
+                                      num_areas)
+            else:
+                x = helpers.perturbed(perturbation.pyramid, cropped, variant, num_images, num_areas)
         y = model(x.to(input.dtype))
         if t == 0:
             helpers.check_target_range(targets, y)
         reward = helpers.image_rewards(reward_func, y, targets, variant, num_areas)
-        regul = -area_loss(full, mask_areas) * regul_weight
-        energy = (reward + regul).sum()
         pmask.grad = None
-        (-energy).backward()
+        if direct is not None:
+            regul = -direct.regulariser() * regul_weight
+            (grad_x,) = torch.autograd.grad(reward, x, grad_outputs=torch.full_like(reward, -1), allow_unused=True)
+            pmask.grad = direct.gradient(grad_x, regul_weight)
+        else:
+            regul = -area_loss(full, mask_areas) * regul_weight
+            energy = (reward + regul).sum()
+            (-energy).backward()
         optimizer.step()
         with torch.no_grad():
             pmask.clamp_(0, 1)
