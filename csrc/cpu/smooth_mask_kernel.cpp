@@ -196,32 +196,36 @@ void backward(const T* grad, const T* mask, const T* weight, const T* full, cons
   std::vector<T> cell_grad(static_cast<size_t>(g.masks * taps * cells));
   at::parallel_for(0, g.masks * g.mid_h, 1, [&](int64_t begin, int64_t end) {
     std::vector<T> acc(static_cast<size_t>(taps * s.width_pad)), scratch(static_cast<size_t>(4 * g.step * kMaskLanes));
-    // Padded copies of the cell row's pixel rows: lanes past out_w have g = 0, so they add nothing.
+    // The row loops read width_pad values per pixel row; lanes past out_w are never summed (the
+    // cell sums below stop at out_w), so rows are read in place, where that stays inside the
+    // tensor, and otherwise copied into padded rows (g = 0, sum = 1 past out_w).
     std::vector<T> padded(static_cast<size_t>(4 * g.step * s.width_pad), T(0));
     std::vector<const T*> rows(static_cast<size_t>(g.window));
     std::vector<const int32_t*> nz_rows(static_cast<size_t>(g.window));
-    std::vector<const T*> w_rows(g.step);
-    std::vector<T*> g_rows(g.step), out_rows(g.step), top_rows(g.step), sum_rows(g.step);
+    std::vector<const T*> w_rows(g.step), g_rows(g.step), out_rows(g.step), top_rows(g.step), sum_rows(g.step);
     for (int64_t y = 0; y < g.step; ++y) {
-      g_rows[y] = padded.data() + (4 * y) * s.width_pad;
-      out_rows[y] = g_rows[y] + s.width_pad;
-      top_rows[y] = out_rows[y] + s.width_pad;
-      sum_rows[y] = top_rows[y] + s.width_pad;
-      std::fill(sum_rows[y], sum_rows[y] + s.width_pad, T(1));
+      T* sum_pad = padded.data() + (4 * y + 3) * s.width_pad;
+      std::fill(sum_pad, sum_pad + s.width_pad, T(1));
     }
+    const auto row_of = [&](const T* base, int64_t offset, int64_t total, int64_t r, int64_t which) -> const T* {
+      if (offset + s.width_pad <= total) return base + offset;
+      T* pad = padded.data() + (4 * r + which) * s.width_pad;
+      std::copy(base + offset, base + offset + g.out_w, pad);
+      return pad;
+    };
     for (int64_t index = begin; index < end; ++index) {
       const int64_t k = index / g.mid_h, cell = index % g.mid_h;
       set_rows(u, nz, s, k, cell, rows, nz_rows);
       const int64_t y_begin = cell * g.step, count = std::min(g.out_h, y_begin + g.step) - y_begin;
       for (int64_t r = 0; r < count; ++r) {
         const int64_t y = y_begin + r, offset = k * plane + y * g.out_w;
-        std::copy(grad + offset, grad + offset + g.out_w, g_rows[r]);
-        std::copy(full + offset, full + offset + g.out_w, out_rows[r]);
+        g_rows[r] = row_of(grad, offset, g.masks * plane, r, 0);
+        out_rows[r] = row_of(full, offset, g.masks * plane, r, 1);
         if (softmax) {
-          const T* top = stats + 2 * k * plane + y * g.out_w;
-          const T* sum = stats + (2 * k + 1) * plane + y * g.out_w;
-          std::copy(top, top + g.out_w, top_rows[r]);
-          std::copy(sum, sum + g.out_w, sum_rows[r]);
+          top_rows[r] = row_of(stats, 2 * k * plane + y * g.out_w, 2 * g.masks * plane, r, 2);
+          sum_rows[r] = row_of(stats, (2 * k + 1) * plane + y * g.out_w, 2 * g.masks * plane, r, 3);
+        } else {
+          top_rows[r] = sum_rows[r] = padded.data() + (4 * r + 3) * s.width_pad;  // unread
         }
         w_rows[r] = tiled.data() + (y % g.weight_h) * taps * s.width_pad;
       }
