@@ -3,12 +3,8 @@
 #include <cstring>
 
 #include "common/pyramid.h"
+#include "cpu/vector_lanes.h"
 #include "cpu/vector_math.h"
-
-// The vector helpers below are always inlined: the ABI note about passing 64-byte vectors does not apply.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wpsabi"
-#endif
 
 namespace xaifast {
 namespace cpu {
@@ -16,34 +12,11 @@ namespace {
 
 constexpr int64_t L = kLookupLanes;
 
-// kLookupLanes values in GCC vectors (lowered per target_clones variant), the integer type of
-// the same width for conversions, and the largest magnitude below which values may be fractional.
+// kLookupLanes values, and the largest magnitude below which values may be fractional.
 template <typename T>
-struct Lanes;
-template <>
-struct Lanes<float> {
-  typedef float type __attribute__((vector_size(sizeof(float) * kLookupLanes)));
-  typedef int32_t ints __attribute__((vector_size(sizeof(int32_t) * kLookupLanes)));
-  static constexpr float kIntegral = 8388608.0f;  // 2^23
+struct Lanes : VectorLanes<T, kLookupLanes> {
+  static constexpr T kIntegral = sizeof(T) == 4 ? T(8388608.0) : T(4503599627370496.0);  // 2^23, 2^52
 };
-template <>
-struct Lanes<double> {
-  typedef double type __attribute__((vector_size(sizeof(double) * kLookupLanes)));
-  typedef int64_t ints __attribute__((vector_size(sizeof(int64_t) * kLookupLanes)));
-  static constexpr double kIntegral = 4503599627370496.0;  // 2^52
-};
-
-template <typename V>
-XAI_ALWAYS_INLINE V load(const void* p) {
-  V v;
-  std::memcpy(&v, p, sizeof(V));
-  return v;
-}
-
-template <typename V>
-XAI_ALWAYS_INLINE void store(void* p, V v) {
-  std::memcpy(p, &v, sizeof(V));
-}
 
 // level_split (common/pyramid.h) on whole vectors, the levels as exact floating-point values:
 // floor by truncation below 2^23 (2^52) in magnitude, where larger values are integers already;

@@ -11,12 +11,8 @@
 #include <limits>
 
 #include "common/smooth_mask.h"
+#include "cpu/vector_lanes.h"
 #include "cpu/vector_math.h"
-
-// The vector helpers below are always inlined: the ABI note about passing 64-byte vectors does not apply.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wpsabi"
-#endif
 
 namespace xaifast {
 namespace cpu {
@@ -24,31 +20,8 @@ namespace {
 
 constexpr int64_t L = kMaskLanes;
 
-// kMaskLanes values in one GCC vector: each target_clones variant lowers it to its own registers
-// (one zmm, two ymm, four xmm), so the loops below are vectorised whatever the clone.
 template <typename T>
-struct Lanes;
-template <>
-struct Lanes<float> {
-  typedef float type __attribute__((vector_size(sizeof(float) * kMaskLanes)));
-  typedef int32_t bits __attribute__((vector_size(sizeof(int32_t) * kMaskLanes)));
-};
-template <>
-struct Lanes<double> {
-  typedef double type __attribute__((vector_size(sizeof(double) * kMaskLanes)));
-};
-
-template <typename V>
-XAI_ALWAYS_INLINE V load(const void* p) {
-  V v;
-  std::memcpy(&v, p, sizeof(V));
-  return v;
-}
-
-template <typename V>
-XAI_ALWAYS_INLINE void store(void* p, V v) {
-  std::memcpy(p, &v, sizeof(V));
-}
+struct Lanes : VectorLanes<T, kMaskLanes> {};
 
 // expf without branches on whole vectors: x = n ln 2 + r with |r| <= ln 2 / 2 (n rounded to
 // nearest by the 1.5 * 2^23 trick, ln 2 split in two for an exact product), a degree-6 polynomial
@@ -78,7 +51,7 @@ XAI_ALWAYS_INLINE Lanes<float>::type fast_exp(Lanes<float>::type x) {
   p = p * r + 1.6666536278e-1f;
   p = p * r + 4.9999999692e-1f;
   p = (p * r + 1.0f) * r + 1.0f;  // 1 + r (1 + r p): two fused multiply-adds
-  const Lanes<float>::bits e = ((Lanes<float>::bits)t + (127 - 0x4B400000)) << 23;
+  const Lanes<float>::ints e = ((Lanes<float>::ints)t + (127 - 0x4B400000)) << 23;
   return p * (V)e;  // a same-size vector cast reinterprets the bits
 }
 

@@ -1,13 +1,10 @@
 #include "cpu/vector_math.h"
 
+#include "cpu/vector_lanes.h"
+
 #include <cstring>
 #include <limits>
 #include <type_traits>
-
-// The vector helpers below are always inlined: the ABI note about passing 64-byte vectors does not apply.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wpsabi"
-#endif
 
 namespace xaifast {
 namespace cpu {
@@ -18,7 +15,7 @@ namespace {
 // reload: 4x slower), each output summed over t in order from 0, as the scalar tail does.
 template <typename T>
 struct Block {
-  typedef T V __attribute__((vector_size(16 * sizeof(T))));
+  typedef typename VectorLanes<T, 16>::type V;
   static constexpr int64_t kSize = 128;
 
   template <typename Weight, typename Source>
@@ -27,14 +24,14 @@ struct Block {
     for (int64_t t = 0; t < count; ++t) {
       const V w = V{} + weight(t);
       const T* src = source(t);
-      a0 += w * load(src);
-      a1 += w * load(src + 16);
-      a2 += w * load(src + 32);
-      a3 += w * load(src + 48);
-      a4 += w * load(src + 64);
-      a5 += w * load(src + 80);
-      a6 += w * load(src + 96);
-      a7 += w * load(src + 112);
+      a0 += w * load<V>(src);
+      a1 += w * load<V>(src + 16);
+      a2 += w * load<V>(src + 32);
+      a3 += w * load<V>(src + 48);
+      a4 += w * load<V>(src + 64);
+      a5 += w * load<V>(src + 80);
+      a6 += w * load<V>(src + 96);
+      a7 += w * load<V>(src + 112);
     }
     store(y, a0);
     store(y + 16, a1);
@@ -45,13 +42,6 @@ struct Block {
     store(y + 96, a6);
     store(y + 112, a7);
   }
-
-  static XAI_ALWAYS_INLINE V load(const T* p) {
-    V v;
-    std::memcpy(&v, p, sizeof(V));
-    return v;
-  }
-  static XAI_ALWAYS_INLINE void store(T* p, V v) { std::memcpy(p, &v, sizeof(V)); }
 };
 
 // The outputs past the last whole block: 16 at a time in one accumulator, then the last few;
@@ -63,8 +53,8 @@ XAI_ALWAYS_INLINE void sum_tail(int64_t begin, int64_t n, int64_t count, Weight 
   int64_t start = begin;
   for (; start + 16 <= n; start += 16) {
     V acc = {};
-    for (int64_t t = 0; t < count; ++t) acc += (V{} + weight(t)) * Block<T>::load(source(t) + start);
-    Block<T>::store(y + start, acc);
+    for (int64_t t = 0; t < count; ++t) acc += (V{} + weight(t)) * load<V>(source(t) + start);
+    store(y + start, acc);
   }
   const int64_t rest = n - start;
   if (rest == 0) return;
