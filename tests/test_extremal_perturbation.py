@@ -386,7 +386,8 @@ def test_momentum_step_is_torch_sgd(monkeypatch):
     dict(reward="contrastive_reward", variant="dual", areas=[0.2, 0.3], spatial=True),
     dict(batch=2, variant="dual", areas=[0.2, 0.4]),
     dict(batch=3, areas=[0.3]),
-    dict(size=45, step=3, sigma=4.2, areas=[0.3]),  # irregular: autograd on both sides
+    dict(size=45, step=3, sigma=4.2, areas=[0.3]),  # weights not periodic (full planes)
+    dict(size=(37, 23), step=4, sigma=8, variant="delete", batch=3, areas=[0.2]),
     dict(dtype=torch.float64, areas=[0.25]),
 ], ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()))
 def test_direct_gradients_equal_autograd(monkeypatch, config):
@@ -403,3 +404,64 @@ def test_direct_gradients_equal_autograd(monkeypatch, config):
     expected_masks, expected_hist = ep.extremal_perturbation(model, x, targets, **run)
     assert torch.equal(masks, expected_masks)
     assert torch.equal(hist, expected_hist)
+
+
+class _InPlaceModel(_Model):
+    """Normalises its input in place, as some preprocessing wrappers do."""
+
+    def forward(self, x):
+        return super().forward(x.sub_(0.5).div_(0.25))
+
+
+class _DetachedModel(_Model):
+    def forward(self, x):
+        return super().forward(x).detach()
+
+
+@pytest.mark.parametrize("model_class", [_InPlaceModel, _DetachedModel])
+def test_direct_gradients_with_unusual_models(monkeypatch, model_class):
+    """A model that changes its input in place, or whose output carries no gradient, runs as in
+    the autograd loop (and TorchRay), with the same results."""
+    x = _image(32)
+    run = dict(areas=[0.2], max_iter=6, step=3, sigma=6)
+    masks, hist = ep.extremal_perturbation(model_class(False), x, 2, **run)
+    monkeypatch.setattr(ep, "_DIRECT_GRADIENTS", False)
+    expected_masks, expected_hist = ep.extremal_perturbation(model_class(False), x, 2, **run)
+    assert torch.equal(masks, expected_masks) and torch.equal(hist, expected_hist)
+
+
+@pytest.mark.parametrize("variant", ["preserve", "dual"])
+@pytest.mark.parametrize("flip", [False, True])
+def test_direct_gradient_through_the_clamp(variant, flip):
+    """Parameters outside [0, 1] give masks outside it: the clamp runs, and its gradient (zero where
+    the mask was clamped) matches autograd through the public ops."""
+    from xaifast.attribution import _extremal_direct as direct_module
+    from xaifast.attribution import _extremal_helpers as helpers
+    from xaifast.ops.extremal import area_loss, blur_pyramid, mask_geometry, smooth_mask
+
+    shape, step, sigma, areas = (32, 32), 3, 6, [0.1, 0.3]
+    geometry = mask_geometry(shape, step, sigma)
+    image = _image(32)
+    pyramid = blur_pyramid(image, 8, 20)[0]
+    flipped = torch.flip(pyramid, dims=(-1,))
+    params = torch.rand(2, 1, *geometry.shape_in, generator=torch.Generator().manual_seed(3)) * 3 - 1
+    model = _Model(False)
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    direct = direct_module.DirectStep(geometry, pyramid, flipped, variant, 1, 2, areas, torch.float32)
+    cropped, full = direct.masks(params)
+    assert direct.clamped
+    reward = model(direct.perturbed(cropped, flip))[:, 2]
+    reward = reward[:2] - reward[2:] if variant == "dual" else reward
+    direct.regulariser()
+    got = direct.gradient(reward, 300.0)
+
+    leaf = params.clone().requires_grad_()
+    cropped2, full2 = smooth_mask(leaf, shape, step, sigma)
+    mask = torch.flip(cropped2, dims=(3,)) if flip else cropped2
+    reward2 = model(helpers.perturbed(flipped if flip else pyramid, mask, variant, 1, 2))[:, 2]
+    reward2 = reward2[:2] - reward2[2:] if variant == "dual" else reward2
+    energy = (reward2 + -area_loss(full2, areas) * 300.0).sum()  # as the loop forms it
+    (-energy).backward()
+    assert torch.equal(full, full2.detach())
+    assert torch.equal(got, leaf.grad)

@@ -120,3 +120,14 @@ def test_kernel_saturates_values_past_int64(dtype):
     finite = torch.isfinite(mask).expand_as(out)
     assert torch.equal(out[finite], ends[finite])  # frac is 0: the end level itself
     assert torch.isnan(out[~finite]).all()  # inf - floor(inf) is NaN, as in the reference's lerp
+
+
+@requires_ext
+def test_negative_zero_mask_and_pyramid(dtype):
+    """A mask of -0 has frac +0 (level - floor(level)), as the reference: the sign of a zero output
+    follows the reference's (1 - 0) * y_lo + 0 * y_hi."""
+    pyramid = torch.full((8, 1, 1, 20), -0.0, dtype=dtype)
+    mask = torch.full((1, 1, 1, 20), -0.0, dtype=dtype)
+    out = torch.ops.xaifast.pyramid_lookup(pyramid, mask)
+    expected = reference.pyramid_lookup(pyramid, mask)
+    assert torch.equal(torch.signbit(out), torch.signbit(expected))

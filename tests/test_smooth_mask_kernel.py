@@ -200,18 +200,12 @@ def test_kernel_checks_arguments():
 
 
 @requires_ext
-def test_clamp_skipped_in_range_keeps_values_and_gradient():
-    """Softmax masks of parameters in [0, 1] lie in [0, 1]: the clamp is skipped there, with the
-    same values and gradient as clamping."""
+def test_public_op_outputs_can_be_changed_in_place():
+    """The public op always clamps, so its outputs never alias the tensor its backward saved."""
     geometry = mask_geometry((40, 36), 4, 7)
-    params = _params(geometry, 2, torch.float32, "cpu")
-    a, b = params.clone().requires_grad_(), params.clone().requires_grad_()
-    cropped, full = smooth_mask(a, (40, 36), 4, 7, clamp=True)
-    raw, _ = _kernel(b, geometry, "softmax")
-    assert 0 <= raw.min() and raw.max() <= 1
-    expected_cropped, expected_full = reference.clamp_and_crop(raw, geometry, True)
-    assert torch.equal(full, expected_full) and torch.equal(cropped, expected_cropped)
-    grad = torch.randn(full.shape, generator=torch.Generator().manual_seed(4))
-    (full * grad).sum().backward()
-    (expected_full * grad).sum().backward()
-    assert torch.equal(a.grad, b.grad)
+    params = _params(geometry, 2, torch.float32, "cpu").requires_grad_()
+    cropped, full = smooth_mask(params, (40, 36), 4, 7, clamp=True)
+    assert 0 <= full.min() and full.max() <= 1
+    cropped.mul_(0.5)
+    full.sum().backward()
+    assert params.grad is not None and torch.isfinite(params.grad).all()

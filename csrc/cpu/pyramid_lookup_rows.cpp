@@ -34,7 +34,7 @@ struct Split {
     const V truncated = __builtin_convertvector(__builtin_convertvector(safe, typename Lanes<T>::ints), V);
     V down = truncated > safe ? truncated - 1 : truncated;
     down = fractional ? down : level;
-    frac = level - down;
+    frac = (level - down) + V{};  // + 0: frac of -0 is +0, as the reference's level - floor(level)
     const V top = V{} + static_cast<T>(levels - 1), up = down + 1;
     lo = down >= 0 ? down : V{};  // NaN compares false: level 0
     lo = lo > top ? top : lo;

@@ -1,7 +1,8 @@
 // CPU kernels of xaifast::smooth_mask (TorchRay's MaskGenerator.generate, fused) and its backward.
 //
-// Forward, per output row: the window values v_k = w_k * m_k of 16 pixels at a time are formed in
-// a small buffer, pooled and dropped; the (K, window^2, H, W) tensor of the reference never exists.
+// Forward, per cell row (its step pixel rows read the same parameter rows): the window values
+// v_k = w_k * m_k of 16 pixels at a time are pooled and dropped; the (K, window^2, H, W) tensor of
+// the reference never exists.
 // The parameters are first upsampled along x (one row of `step`-wide runs per padded parameter
 // row), so a window column is a contiguous load; the weights of each row phase are tiled along x.
 // Backward, per cell row: the gradient of every window value, d out / d v_k * w_k * g, summed
@@ -16,6 +17,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
+#include <type_traits>
 #include <string>
 #include <vector>
 
@@ -62,16 +65,40 @@ std::vector<T> upsampled_rows(const T* mask, const Layout& s) {
   return u;
 }
 
+// The largest |value| of x[0, n), or -1 if one is NaN.
+template <typename T>
+T max_abs(const T* x, int64_t n) {
+  T top = T(0);
+  bool nan = false;
+  for (int64_t i = 0; i < n; ++i) {
+    const T a = std::abs(x[i]);
+    nan = nan || a != a;
+    top = a > top ? a : top;
+  }
+  return nan ? T(-1) : top;
+}
+
+// What the kernels need to know of the weights, from one pass over them per call (a non-periodic
+// geometry's weights are full planes): whether all are finite, and the largest magnitude.
+template <typename T>
+struct WeightFacts {
+  bool finite;
+  T max_abs;
+  WeightFacts(const T* weight, const Layout& s) {
+    const SmoothMaskGeometry& g = s.g;
+    const T top = xaifast::max_abs(weight, g.window * g.window * g.weight_h * g.weight_w);
+    finite = top >= 0 && top <= std::numeric_limits<T>::max();
+    max_abs = top;
+  }
+};
+
 // nz[k][a][x] = how many of u[k][a][0, x) are not zero (x <= u_width): the row loops skip the
 // exps of window taps that read only zeros (see smooth_mask_rows.h). Empty when a weight is not
 // finite, where w * 0 is not 0.
 template <typename T>
-std::vector<int32_t> nonzero_counts(const std::vector<T>& u, const T* weight, const Layout& s) {
+std::vector<int32_t> nonzero_counts(const std::vector<T>& u, const WeightFacts<T>& weights, const Layout& s) {
+  if (!weights.finite) return {};
   const SmoothMaskGeometry& g = s.g;
-  const int64_t weights = g.window * g.window * g.weight_h * g.weight_w;
-  for (int64_t i = 0; i < weights; ++i) {
-    if (!std::isfinite(weight[i])) return {};
-  }
   const int64_t rows = g.masks * s.u_rows, stride = s.u_width + 1;
   std::vector<int32_t> nz(static_cast<size_t>(rows * stride));
   at::parallel_for(0, rows, 16, [&](int64_t begin, int64_t end) {
@@ -85,29 +112,17 @@ std::vector<int32_t> nonzero_counts(const std::vector<T>& u, const T* weight, co
   return nz;
 }
 
-// The largest |weight|, or -1 if one is NaN.
+// Whether every window value has 2 |c v| <= 80 (see smooth_mask_rows.h): |c v| is at most
+// |c| max|mask| max|weight|. Then the softmax exps' arguments c v - shift stay in [-80, 80] for
+// any shift in [-40, 40], max(c v) or the cell's first row's maxima alike. False for a NaN or an
+// infinity.
 template <typename T>
-T max_abs(const T* x, int64_t n) {
-  T top = T(0);
-  for (int64_t i = 0; i < n; ++i) {
-    const T a = std::abs(x[i]);
-    if (std::isnan(a)) return T(-1);
-    top = a > top ? a : top;
-  }
-  return top;
-}
-
-// Whether every softmax exp argument is above -87 (see smooth_mask_rows.h): each |c v| is at
-// most |c| max|mask| max|weight|, and 2 |c v| <= 80 keeps c v - shift in [-80, 0] for any shift
-// between max(c v) and that bound. False for a NaN or an infinity.
-template <typename T>
-bool softmax_exp_in_range(const T* mask, const T* weight, const Layout& s, T coldness) {
+bool softmax_exp_in_range(const T* mask, const WeightFacts<T>& weights, const Layout& s, T coldness) {
   const SmoothMaskGeometry& g = s.g;
   const T mask_max = max_abs(mask, g.masks * g.in_h * g.in_w);
-  const T weight_max = max_abs(weight, g.window * g.window * g.weight_h * g.weight_w);
-  if (mask_max < 0 || weight_max < 0) return false;
+  if (mask_max < 0 || !weights.finite) return false;
   const double bound = 2.0 * std::abs(static_cast<double>(coldness)) * static_cast<double>(mask_max) *
-                       static_cast<double>(weight_max);
+                       static_cast<double>(weights.max_abs);
   return bound <= 80.0;  // false for an infinity (or a NaN coldness)
 }
 
@@ -149,10 +164,13 @@ template <typename T>
 void forward(const T* mask, const T* weight, const Layout& s, MaskPooling pooling, T coldness, T* out, T* stats) {
   const SmoothMaskGeometry& g = s.g;
   const std::vector<T> u = upsampled_rows(mask, s);
-  const std::vector<int32_t> nz = nonzero_counts(u, weight, s);
+  const WeightFacts<T> weights(weight, s);
+  const std::vector<int32_t> nz = nonzero_counts(u, weights, s);
   const std::vector<T> tiled = tiled_weights(weight, s);
   const bool softmax = pooling == MaskPooling::Softmax;
-  const bool shared_shift = softmax && softmax_exp_in_range(mask, weight, s, coldness);
+  // float only: double's exps are std::exp, so the shared shift would only cost accuracy there.
+  const bool shared_shift =
+      std::is_same<T, float>::value && softmax && softmax_exp_in_range(mask, weights, s, coldness);
   const int64_t taps = g.window * g.window, plane = g.out_h * g.out_w;
   at::parallel_for(0, g.masks * g.mid_h, 1, [&](int64_t begin, int64_t end) {
     std::vector<T> scratch(static_cast<size_t>(taps * kMaskLanes)), row(static_cast<size_t>(4 * s.width_pad));
@@ -187,11 +205,12 @@ void backward(const T* grad, const T* mask, const T* weight, const T* full, cons
               MaskPooling pooling, T coldness, T* grad_in) {
   const SmoothMaskGeometry& g = s.g;
   const std::vector<T> u = upsampled_rows(mask, s);
-  const std::vector<int32_t> nz = nonzero_counts(u, weight, s);
+  const WeightFacts<T> weights(weight, s);
+  const std::vector<int32_t> nz = nonzero_counts(u, weights, s);
   const std::vector<T> tiled = tiled_weights(weight, s);
-  const bool in_range = softmax_exp_in_range(mask, weight, s, coldness);
   const int64_t taps = g.window * g.window, plane = g.out_h * g.out_w, cells = g.mid_h * g.mid_w;
   const bool softmax = pooling == MaskPooling::Softmax;
+  const bool in_range = softmax && softmax_exp_in_range(mask, weights, s, coldness);
   // cell_grad[k][t][r][c]: gradient of the window value t of cell (r, c) (TorchRay's unfolded parameter).
   std::vector<T> cell_grad(static_cast<size_t>(g.masks * taps * cells));
   at::parallel_for(0, g.masks * g.mid_h, 1, [&](int64_t begin, int64_t end) {

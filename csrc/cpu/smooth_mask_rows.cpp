@@ -50,7 +50,7 @@ XAI_ALWAYS_INLINE Lanes<float>::type fast_exp(Lanes<float>::type x) {
   p = p * r + 4.1666782659e-2f;
   p = p * r + 1.6666536278e-1f;
   p = p * r + 4.9999999692e-1f;
-  p = (p * r + 1.0f) * r + 1.0f;  // 1 + r (1 + r p): two fused multiply-adds
+  p = (p * r + 1.0f) * r + 1.0f;  // 1 + r (1 + r p): two multiply-adds (fused in the FMA clones)
   const Lanes<float>::ints e = ((Lanes<float>::ints)t + (127 - 0x4B400000)) << 23;
   return p * (V)e;  // a same-size vector cast reinterprets the bits
 }

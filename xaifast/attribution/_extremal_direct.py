@@ -1,7 +1,7 @@
 """One extremal-perturbation iteration with the method's own gradient computed directly.
 
-Only the model and the reward run under autograd (``torch.autograd.grad`` down to the perturbed
-images); the mask generator, the clamp and crop, the jitter flip, the pyramid lookup and the area
+Only the model, the reward and the pyramid lookup run under autograd (``torch.autograd.grad`` down
+to the masks looked up); the mask generator, the clamp and crop, the jitter flip and the area
 regulariser are differentiated here, by their compiled backward ops, in the order and with the
 arithmetic autograd would use: the parameters' gradient has the same bits as
 ``(-energy).backward()`` through the same ops (tested), without a dozen autograd nodes and their
@@ -14,7 +14,7 @@ the loop keeps autograd.
 import torch
 
 from .._extension import HAS_EXT, has_kernel
-from ..ops.extremal import _within_unit_interval
+from ..ops.extremal import _within_unit_interval, pyramid_lookup
 from ..reference.extremal import COLDNESS, _reference_counts
 
 
@@ -28,8 +28,8 @@ class DirectStep:
     """Forward pieces of one iteration that remember what their gradient needs, and that gradient.
 
     Per iteration: :meth:`masks` (parameters -> cropped and full masks), :meth:`perturbed` (the
-    model's batch, a leaf that requires grad), :meth:`regulariser` (the area losses), then
-    :meth:`gradient` with the gradient of the rewards' sum with respect to the batch.
+    model's batch), :meth:`regulariser` (the area losses), then :meth:`gradient` of the rewards and
+    the losses with respect to the parameters.
     """
 
     def __init__(self, geometry, pyramid, flipped_pyramid, variant, num_images, num_areas, areas, dtype):
@@ -52,11 +52,13 @@ class DirectStep:
         return full[:, :, top:top + g.shape[0], top:top + g.shape[1]], full
 
     def perturbed(self, cropped, flip):
-        """The batch :func:`_extremal_helpers.perturbed` builds, as a leaf requiring grad."""
+        """The batch :func:`_extremal_helpers.perturbed` builds. Each block's looked-up masks are
+        an autograd leaf, so the batch is the lookup op's output (a model may change it in place)
+        and autograd runs the lookup's backward too, as it would through the whole graph."""
         self.flip = flip
         mask = torch.flip(cropped, dims=(3,)) if flip else cropped
         pyramids = self.flipped_pyramid if flip else self.pyramid
-        self.blocks = []  # (pyramid, mask looked up, negated, image, first row of the image's masks)
+        self.blocks = []  # (leaf looked up, negated, image)
         outputs = []
         k = self.num_areas
         for image in range(self.num_images):
@@ -65,10 +67,10 @@ class DirectStep:
             looks = {"preserve": [(masks, False)], "delete": [(1 - masks, True)],
                      "dual": [(masks, False), (1 - masks, True)]}[self.variant]
             for looked_up, negated in looks:
-                self.blocks.append((pyramid, looked_up, negated, image))
-                outputs.append(torch.ops.xaifast.pyramid_lookup(pyramid, looked_up))
-        x = outputs[0] if len(outputs) == 1 else torch.cat(outputs)
-        return x.requires_grad_(True)
+                leaf = looked_up.detach().requires_grad_(True)
+                self.blocks.append((leaf, negated, image))
+                outputs.append(pyramid_lookup(pyramid, leaf))
+        return outputs[0] if len(outputs) == 1 else torch.cat(outputs)
 
     def regulariser(self):
         """The area losses, ``(K,)``: ``mean((mask - step)^2)`` per mask, as ``area_loss``."""
@@ -78,28 +80,25 @@ class DirectStep:
         self.diff = rows - torch.ops.xaifast.area_targets(rows, zeros)
         return (self.diff ** 2).mean(dim=1)
 
-    def gradient(self, grad_x, regul_weight):
-        """The parameters' gradient of ``-(sum(rewards) - regul_weight * sum(area losses))`` given
-        ``grad_x``, the gradient of ``-sum(rewards)`` with respect to the batch (None: zero)."""
+    def gradient(self, reward, regul_weight):
+        """The parameters' gradient of ``-(sum(reward) - regul_weight * sum(area losses))``."""
         g = self.geometry
         k, rows = self.num_areas, self.diff.shape[1]
         # The regulariser's: d/d loss = regul_weight; mean: / n; square: * 2 diff.
         scale = torch.full((self.diff.shape[0], 1), regul_weight, dtype=self.diff.dtype) / rows
         grad_full = (scale * (2 * self.diff)).view_as(self.full)
-        if grad_x is not None:
-            grads = []
-            offset = 0
-            for pyramid, looked_up, negated, image in self.blocks:
-                block = grad_x[offset:offset + looked_up.shape[0]]
-                offset += looked_up.shape[0]
-                grad = torch.ops.xaifast._pyramid_lookup_backward(block.contiguous(), pyramid, looked_up)
-                grads.append((-grad if negated else grad, image))  # 1 - m: the gradient negated
-            if len(grads) == 1:
-                grad_mask = grads[0][0]
-            else:  # autograd's sums: zeros, then each use of an image's masks added
-                grad_mask = torch.zeros(self.full.shape[0], 1, *g.shape, dtype=grads[0][0].dtype)
-                for grad, image in grads:
-                    grad_mask[image * k:(image + 1) * k] += grad
+        leaves = [leaf for leaf, _, _ in self.blocks]
+        grads = [None] * len(leaves)
+        if reward.requires_grad:  # (a reward that ignores the images leaves only the regulariser)
+            grads = torch.autograd.grad(reward, leaves, grad_outputs=torch.full_like(reward, -1), allow_unused=True)
+        used = [(grad, negated, image) for grad, (_, negated, image) in zip(grads, self.blocks) if grad is not None]
+        if used:
+            if len(self.blocks) == 1:
+                grad_mask = -used[0][0] if used[0][1] else used[0][0]
+            else:  # autograd's sums: zeros, then each use of an image's masks added (1 - m: negated)
+                grad_mask = torch.zeros(self.full.shape[0], 1, *g.shape, dtype=used[0][0].dtype)
+                for grad, negated, image in used:
+                    grad_mask[image * k:(image + 1) * k] += -grad if negated else grad
             if self.flip:
                 grad_mask = torch.flip(grad_mask, dims=(3,))
             top = g.crop

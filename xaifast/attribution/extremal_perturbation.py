@@ -463,8 +463,7 @@ def _optimise(model, input, targets, areas, perturbation_type, max_iter, num_lev
         pmask.grad = None
         if direct is not None:
             regul = -direct.regulariser() * regul_weight
-            (grad_x,) = torch.autograd.grad(reward, x, grad_outputs=torch.full_like(reward, -1), allow_unused=True)
-            pmask.grad = direct.gradient(grad_x, regul_weight)
+            pmask.grad = direct.gradient(reward, regul_weight)
         else:
             regul = -area_loss(full, mask_areas) * regul_weight
             energy = (reward + regul).sum()

@@ -155,15 +155,16 @@ def smooth_mask(mask_in, shape, step, sigma, clamp=True, pooling_method="softmax
         weight = geometry.plane_weights(mask_in.device, mask_in.dtype)
         full, _ = torch.ops.xaifast.smooth_mask(mask_in, weight, step, geometry.padding, pooling_method,
                                                 reference.COLDNESS)
-        return reference.clamp_and_crop(full, geometry, clamp and not _within_unit_interval(full))
+        return reference.clamp_and_crop(full, geometry, clamp)
     return reference.smooth_mask(mask_in, shape, step, sigma, clamp, pooling_method)
 
 
 def _within_unit_interval(x):
     """Whether every value of a CPU tensor is in ``[0, 1]`` (False for NaN, and off the CPU, where
     asking would wait for the device). Clamping such a tensor to ``[0, 1]`` changes neither it nor
-    a gradient through it (the clamp's backward passes the gradient at 0 and 1), so one pass here
-    replaces the clamp and its backward (three passes and a mask)."""
+    a gradient through it (the clamp's backward passes the gradient at 0 and 1): extremal
+    perturbation's direct loop skips the clamp then. (The public :func:`smooth_mask` always
+    clamps: its outputs must not alias what its backward saved.)"""
     if x.device.type != "cpu" or x.numel() == 0:
         return False
     lo, hi = torch.aminmax(x.detach())
