@@ -16,6 +16,7 @@ import torch
 from .._extension import HAS_EXT, has_kernel
 from ..ops.extremal import _within_unit_interval, pyramid_lookup
 from ..reference.extremal import COLDNESS, _reference_counts
+from . import _extremal_helpers as helpers
 
 
 def available(device, dtype, geometry):
@@ -60,16 +61,11 @@ class DirectStep:
         pyramids = self.flipped_pyramid if flip else self.pyramid
         self.blocks = []  # (leaf looked up, negated, image)
         outputs = []
-        k = self.num_areas
-        for image in range(self.num_images):
-            pyramid = pyramids if self.num_images == 1 else pyramids[image]
-            masks = mask if self.num_images == 1 else mask[image * k:(image + 1) * k]
-            looks = {"preserve": [(masks, False)], "delete": [(1 - masks, True)],
-                     "dual": [(masks, False), (1 - masks, True)]}[self.variant]
-            for looked_up, negated in looks:
-                leaf = looked_up.detach().requires_grad_(True)
-                self.blocks.append((leaf, negated, image))
-                outputs.append(pyramid_lookup(pyramid, leaf))
+        for image, pyramid, masks, complement in helpers.lookups(pyramids, mask, self.variant, self.num_images,
+                                                                 self.num_areas):
+            leaf = (1 - masks if complement else masks).detach().requires_grad_(True)
+            self.blocks.append((leaf, complement, image))
+            outputs.append(pyramid_lookup(pyramid, leaf))
         return outputs[0] if len(outputs) == 1 else torch.cat(outputs)
 
     def regulariser(self):

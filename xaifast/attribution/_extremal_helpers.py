@@ -210,21 +210,24 @@ class AssignedWeight:
         return self._weight.reshape(-1, *self._weight.shape[-2:]).to(device=device, dtype=dtype)
 
 
-def perturbed(pyramids, mask, variant, num_images, num_areas):
-    """The batch the model sees: per image, its masked images (then, for dual, the complements).
+def lookups(pyramids, mask, variant, num_images, num_areas):
+    """The lookups that make the model's batch, in its order: per image, ``(pyramid, masks,
+    complement)`` for its masked images and then, for dual, ``complement=True`` for its
+    complements (looked up as ``1 - masks``).
 
     ``pyramids`` is :attr:`Perturbation.pyramid`: ``(L, C, H, W)`` for one image, ``(N, L, C, H, W)``
     for a batch.
     """
-    blocks = []
+    complements = {"preserve": (False,), "delete": (True,), "dual": (False, True)}[variant]
     for image in range(num_images):
         pyramid = pyramids if num_images == 1 else pyramids[image]
         masks = mask if num_images == 1 else mask[image * num_areas:(image + 1) * num_areas]
-        if variant == "preserve":
-            blocks.append(pyramid_lookup(pyramid, masks))
-        elif variant == "delete":
-            blocks.append(pyramid_lookup(pyramid, 1 - masks))
-        else:
-            blocks.append(pyramid_lookup(pyramid, masks))
-            blocks.append(pyramid_lookup(pyramid, 1 - masks))
+        for complement in complements:
+            yield image, pyramid, masks, complement
+
+
+def perturbed(pyramids, mask, variant, num_images, num_areas):
+    """The batch the model sees: per image, its masked images (then, for dual, the complements)."""
+    blocks = [pyramid_lookup(pyramid, 1 - masks if complement else masks)
+              for _, pyramid, masks, complement in lookups(pyramids, mask, variant, num_images, num_areas)]
     return blocks[0] if len(blocks) == 1 else torch.cat(blocks)
