@@ -145,6 +145,22 @@ std::vector<T> tiled_weights(const T* weight, const Layout& s) {
   return tiled;
 }
 
+// What the forward and the backward both build from the parameters and weights per call.
+template <typename T>
+struct Prepared {
+  std::vector<T> u;         // upsampled_rows
+  WeightFacts<T> weights;
+  std::vector<int32_t> nz;  // nonzero_counts (empty: no zero-tap shortcut)
+  std::vector<T> tiled;     // tiled_weights
+  bool softmax_in_range;    // softmax pooling and softmax_exp_in_range
+  Prepared(const T* mask, const T* weight, const Layout& s, MaskPooling pooling, T coldness)
+      : u(upsampled_rows(mask, s)),
+        weights(weight, s),
+        nz(nonzero_counts(u, weights, s)),
+        tiled(tiled_weights(weight, s)),
+        softmax_in_range(pooling == MaskPooling::Softmax && softmax_exp_in_range(mask, weights, s, coldness)) {}
+};
+
 // The window's parameter rows of cell row `cell` of mask k, and their nonzero counts.
 template <typename T>
 void set_rows(const std::vector<T>& u, const std::vector<int32_t>& nz, const Layout& s, int64_t k, int64_t cell,
@@ -163,14 +179,13 @@ void set_rows(const std::vector<T>& u, const std::vector<int32_t>& nz, const Lay
 template <typename T>
 void forward(const T* mask, const T* weight, const Layout& s, MaskPooling pooling, T coldness, T* out, T* stats) {
   const SmoothMaskGeometry& g = s.g;
-  const std::vector<T> u = upsampled_rows(mask, s);
-  const WeightFacts<T> weights(weight, s);
-  const std::vector<int32_t> nz = nonzero_counts(u, weights, s);
-  const std::vector<T> tiled = tiled_weights(weight, s);
+  const Prepared<T> p(mask, weight, s, pooling, coldness);
+  const std::vector<T>& u = p.u;
+  const std::vector<int32_t>& nz = p.nz;
+  const std::vector<T>& tiled = p.tiled;
   const bool softmax = pooling == MaskPooling::Softmax;
   // float only: double's exps are std::exp, so the shared shift would only cost accuracy there.
-  const bool shared_shift =
-      std::is_same<T, float>::value && softmax && softmax_exp_in_range(mask, weights, s, coldness);
+  const bool shared_shift = std::is_same<T, float>::value && p.softmax_in_range;
   const int64_t taps = g.window * g.window, plane = g.out_h * g.out_w;
   at::parallel_for(0, g.masks * g.mid_h, 1, [&](int64_t begin, int64_t end) {
     std::vector<T> scratch(static_cast<size_t>(taps * kMaskLanes)), row(static_cast<size_t>(4 * s.width_pad));
@@ -204,13 +219,13 @@ template <typename T>
 void backward(const T* grad, const T* mask, const T* weight, const T* full, const T* stats, const Layout& s,
               MaskPooling pooling, T coldness, T* grad_in) {
   const SmoothMaskGeometry& g = s.g;
-  const std::vector<T> u = upsampled_rows(mask, s);
-  const WeightFacts<T> weights(weight, s);
-  const std::vector<int32_t> nz = nonzero_counts(u, weights, s);
-  const std::vector<T> tiled = tiled_weights(weight, s);
+  const Prepared<T> p(mask, weight, s, pooling, coldness);
+  const std::vector<T>& u = p.u;
+  const std::vector<int32_t>& nz = p.nz;
+  const std::vector<T>& tiled = p.tiled;
   const int64_t taps = g.window * g.window, plane = g.out_h * g.out_w, cells = g.mid_h * g.mid_w;
   const bool softmax = pooling == MaskPooling::Softmax;
-  const bool in_range = softmax && softmax_exp_in_range(mask, weights, s, coldness);
+  const bool in_range = p.softmax_in_range;
   // cell_grad[k][t][r][c]: gradient of the window value t of cell (r, c) (TorchRay's unfolded parameter).
   std::vector<T> cell_grad(static_cast<size_t>(g.masks * taps * cells));
   at::parallel_for(0, g.masks * g.mid_h, 1, [&](int64_t begin, int64_t end) {

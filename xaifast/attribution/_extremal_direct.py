@@ -13,16 +13,24 @@ the loop keeps autograd.
 
 import torch
 
-from .._extension import HAS_EXT, has_kernel
-from ..ops.extremal import _within_unit_interval, pyramid_lookup
-from ..reference.extremal import COLDNESS, _reference_counts
+from ..ops.extremal import _smooth_mask_kernel_runs, pyramid_lookup
+from ..reference.extremal import COLDNESS, area_residuals, clamp_and_crop
 from . import _extremal_helpers as helpers
 
 
 def available(device, dtype, geometry):
-    """Whether :class:`DirectStep` can run: CPU kernels, float32/float64, a regular geometry."""
-    return (HAS_EXT and torch.device(device).type == "cpu" and has_kernel("cpu")
-            and dtype in (torch.float32, torch.float64) and geometry.regular)
+    """Whether :class:`DirectStep` can run: the CPU ``smooth_mask`` kernel (float32/float64, a
+    regular geometry) and the CPU ``area_targets`` op."""
+    return torch.device(device).type == "cpu" and _smooth_mask_kernel_runs(device, dtype, geometry)
+
+
+def within_unit_interval(x):
+    """Whether every value of a CPU tensor is in ``[0, 1]`` (False for NaN). Clamping such a
+    tensor to ``[0, 1]`` changes neither it nor a gradient through it (the clamp's backward passes
+    the gradient at 0 and 1), so :meth:`DirectStep.masks` skips the clamp then. (The public
+    ``smooth_mask`` always clamps: its outputs must not alias what its backward saved.)"""
+    lo, hi = torch.aminmax(x.detach())
+    return bool(lo >= 0) and bool(hi <= 1)
 
 
 class DirectStep:
@@ -45,12 +53,9 @@ class DirectStep:
         raw, self.stats = torch.ops.xaifast.smooth_mask(pmask.detach(), self.weight, g.step, g.padding, "softmax",
                                                         COLDNESS)
         self.pmask, self.raw = pmask.detach(), raw
-        # The clamp is the identity (value and gradient) when every value is in [0, 1].
-        self.clamped = not _within_unit_interval(raw)
-        full = raw.clamp(0, 1) if self.clamped else raw
-        self.full = full
-        top = g.crop
-        return full[:, :, top:top + g.shape[0], top:top + g.shape[1]], full
+        self.clamped = not within_unit_interval(raw)
+        cropped, self.full = clamp_and_crop(raw, g, self.clamped)
+        return cropped, self.full
 
     def perturbed(self, cropped, flip):
         """The batch :func:`_extremal_helpers.perturbed` builds. Each block's looked-up masks are
@@ -70,10 +75,7 @@ class DirectStep:
 
     def regulariser(self):
         """The area losses, ``(K,)``: ``mean((mask - step)^2)`` per mask, as ``area_loss``."""
-        rows = self.full.reshape(self.full.shape[0], -1)
-        size = rows.shape[1]
-        zeros = [_reference_counts(area, size)[0] for area in self.areas]
-        self.diff = rows - torch.ops.xaifast.area_targets(rows, zeros)
+        self.diff = area_residuals(self.full, self.areas, targets=torch.ops.xaifast.area_targets)
         return (self.diff ** 2).mean(dim=1)
 
     def gradient(self, reward, regul_weight):

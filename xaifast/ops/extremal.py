@@ -150,8 +150,7 @@ def smooth_mask(mask_in, shape, step, sigma, clamp=True, pooling_method="softmax
         raise TypeError(f"clamp must be a bool, got {type(clamp).__name__}")
     check_choice("pooling_method", pooling_method, POOLING_METHODS)
     geometry = reference.mask_geometry(shape, step, sigma)
-    if (HAS_EXT and has_kernel(mask_in.device) and geometry.regular
-            and mask_in.dtype in (torch.float32, torch.float64)):
+    if _smooth_mask_kernel_runs(mask_in.device, mask_in.dtype, geometry):
         weight = geometry.plane_weights(mask_in.device, mask_in.dtype)
         full, _ = torch.ops.xaifast.smooth_mask(mask_in, weight, step, geometry.padding, pooling_method,
                                                 reference.COLDNESS)
@@ -159,16 +158,10 @@ def smooth_mask(mask_in, shape, step, sigma, clamp=True, pooling_method="softmax
     return reference.smooth_mask(mask_in, shape, step, sigma, clamp, pooling_method)
 
 
-def _within_unit_interval(x):
-    """Whether every value of a CPU tensor is in ``[0, 1]`` (False for NaN, and off the CPU, where
-    asking would wait for the device). Clamping such a tensor to ``[0, 1]`` changes neither it nor
-    a gradient through it (the clamp's backward passes the gradient at 0 and 1): extremal
-    perturbation's direct loop skips the clamp then. (The public :func:`smooth_mask` always
-    clamps: its outputs must not alias what its backward saved.)"""
-    if x.device.type != "cpu" or x.numel() == 0:
-        return False
-    lo, hi = torch.aminmax(x.detach())
-    return bool(lo >= 0) and bool(hi <= 1)
+def _smooth_mask_kernel_runs(device, dtype, geometry):
+    """Whether :func:`smooth_mask` runs the compiled op (else the banded reference): a kernel for
+    ``device``, float32/float64, and a geometry where a pixel's cell is ``y // step``."""
+    return (HAS_EXT and has_kernel(device) and geometry.regular and dtype in (torch.float32, torch.float64))
 
 
 def check_areas(areas, name="area"):

@@ -441,8 +441,14 @@ def area_loss(mask, area, targets=area_targets):
     Returns:
         Tensor: ``(K,)`` losses. Differentiable with respect to ``mask``.
     """
+    return (area_residuals(mask, area, targets) ** 2).mean(dim=1)
+
+
+def area_residuals(mask, area, targets=area_targets):
+    """``(K, n)``: each flattened mask minus its step (the terms :func:`area_loss` squares and
+    averages). Same arguments as :func:`area_loss`."""
     rows = mask.reshape(mask.shape[0], -1)
     size = rows.shape[1]
     areas = [area] * rows.shape[0] if isinstance(area, (int, float)) else [float(a) for a in area]
     ones = targets(rows.detach(), [_reference_counts(value, size)[0] for value in areas])
-    return ((rows - ones) ** 2).mean(dim=1)
+    return rows - ones
