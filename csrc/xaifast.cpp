@@ -53,8 +53,8 @@ TORCH_LIBRARY(xaifast, m) {
   // pixel pools its window of weighted parameters (see csrc/common/smooth_mask.h); mask_in
   // (K, 1, h, w), weight (window^2, wh, ww) read at (y % wh, x % ww). Returns the unclamped full
   // mask (K, 1, H, W) and, for softmax pooling, the per-pixel (shift, sum) of the exps that the
-  // backward reuses (K, 2, H, W; K x 0 x H x W otherwise). The shift is the pixel's max(c v), or a
-  // value near it where the kernel can prove the exps stay in range (the CPU kernel's float32 path).
+  // backward reuses (K, 2, H, W; K x 0 x H x W otherwise). The shift is the pixel's max(c v), or 0
+  // where the kernel can prove the unshifted exps stay in range (the CPU kernel's float32 path).
   m.def("smooth_mask(Tensor mask_in, Tensor weight, int step, int padding, str pooling_method, "
         "float coldness) -> (Tensor, Tensor)");
   m.def("_smooth_mask_backward(Tensor grad, Tensor mask_in, Tensor weight, Tensor full, Tensor stats, int step, "

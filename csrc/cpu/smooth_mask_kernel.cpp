@@ -113,8 +113,7 @@ std::vector<int32_t> nonzero_counts(const std::vector<T>& u, const WeightFacts<T
 }
 
 // Whether every window value has 2 |c v| <= 80 (see smooth_mask_rows.h): |c v| is at most
-// |c| max|mask| max|weight|. Then the softmax exps' arguments c v - shift stay in [-80, 80] for
-// any shift in [-40, 40], max(c v) or the cell's first row's maxima alike. False for a NaN or an
+// |c| max|mask| max|weight|. Then the softmax exps can take c v unshifted. False for a NaN or an
 // infinity.
 template <typename T>
 bool softmax_exp_in_range(const T* mask, const WeightFacts<T>& weights, const Layout& s, T coldness) {
@@ -126,9 +125,9 @@ bool softmax_exp_in_range(const T* mask, const WeightFacts<T>& weights, const La
   return bound <= 80.0;  // false for an infinity (or a NaN coldness)
 }
 
-// tiled[phase][t][x] = weight[t][phase][x % weight_w], phase < weight_h, x < width_pad.
+// tiled[phase][t][x] = scale * weight[t][phase][x % weight_w], phase < weight_h, x < width_pad.
 template <typename T>
-std::vector<T> tiled_weights(const T* weight, const Layout& s) {
+std::vector<T> tiled_weights(const T* weight, const Layout& s, T scale) {
   const SmoothMaskGeometry& g = s.g;
   const int64_t taps = g.window * g.window;
   std::vector<T> tiled(static_cast<size_t>(g.weight_h * taps * s.width_pad));
@@ -137,8 +136,9 @@ std::vector<T> tiled_weights(const T* weight, const Layout& s) {
       const int64_t phase = row / taps, t = row % taps;
       const T* src = weight + (t * g.weight_h + phase) * g.weight_w;
       T* dst = tiled.data() + row * s.width_pad;
-      for (int64_t x0 = 0; x0 < s.width_pad; x0 += g.weight_w) {  // copies, not a modulo per value
-        std::copy(src, src + std::min(g.weight_w, s.width_pad - x0), dst + x0);
+      for (int64_t x = 0; x < std::min(g.weight_w, s.width_pad); ++x) dst[x] = scale == T(1) ? src[x] : scale * src[x];
+      for (int64_t x0 = g.weight_w; x0 < s.width_pad; x0 += g.weight_w) {  // copies, not a modulo per value
+        std::copy(dst, dst + std::min(g.weight_w, s.width_pad - x0), dst + x0);
       }
     }
   });
@@ -151,14 +151,20 @@ struct Prepared {
   std::vector<T> u;         // upsampled_rows
   WeightFacts<T> weights;
   std::vector<int32_t> nz;  // nonzero_counts (empty: no zero-tap shortcut)
-  std::vector<T> tiled;     // tiled_weights
-  bool softmax_in_range;    // softmax pooling and softmax_exp_in_range
+  bool scaled;              // float softmax with a finite nonzero coldness and finite coldness * weights
+  std::vector<T> tiled;     // tiled_weights, times coldness if scaled
+  bool unshifted;           // float softmax and softmax_exp_in_range: the exps take c v unshifted
   Prepared(const T* mask, const T* weight, const Layout& s, MaskPooling pooling, T coldness)
       : u(upsampled_rows(mask, s)),
         weights(weight, s),
         nz(nonzero_counts(u, weights, s)),
-        tiled(tiled_weights(weight, s)),
-        softmax_in_range(pooling == MaskPooling::Softmax && softmax_exp_in_range(mask, weights, s, coldness)) {}
+        scaled(std::is_same<T, float>::value && pooling == MaskPooling::Softmax && weights.finite &&
+               coldness != T(0) && std::abs(coldness) <= std::numeric_limits<T>::max() &&
+               static_cast<double>(weights.max_abs) * std::abs(static_cast<double>(coldness)) <=
+                   static_cast<double>(std::numeric_limits<T>::max())),
+        tiled(tiled_weights(weight, s, scaled ? coldness : T(1))),
+        unshifted(std::is_same<T, float>::value && pooling == MaskPooling::Softmax &&
+                  softmax_exp_in_range(mask, weights, s, coldness)) {}
 };
 
 // The window's parameter rows of cell row `cell` of mask k, and their nonzero counts.
@@ -172,10 +178,8 @@ void set_rows(const std::vector<T>& u, const std::vector<int32_t>& nz, const Lay
   }
 }
 
-// Work items are cell rows (whose pixel rows read the same parameter rows). With softmax and
-// parameters in range, the first pixel row of a cell finds each pixel's max(c v) and the others
-// use it as their exps' shift (see smooth_mask_rows.h): fixed by the geometry, so the results do
-// not depend on the thread count.
+// Work items are cell rows (whose pixel rows read the same parameter rows). Each pixel's sums run
+// in a fixed order, so the results do not depend on the thread count.
 template <typename T>
 void forward(const T* mask, const T* weight, const Layout& s, MaskPooling pooling, T coldness, T* out, T* stats) {
   const SmoothMaskGeometry& g = s.g;
@@ -184,27 +188,23 @@ void forward(const T* mask, const T* weight, const Layout& s, MaskPooling poolin
   const std::vector<int32_t>& nz = p.nz;
   const std::vector<T>& tiled = p.tiled;
   const bool softmax = pooling == MaskPooling::Softmax;
-  // float only: double's exps are std::exp, so the shared shift would only cost accuracy there.
-  const bool shared_shift = std::is_same<T, float>::value && p.softmax_in_range;
   const int64_t taps = g.window * g.window, plane = g.out_h * g.out_w;
   at::parallel_for(0, g.masks * g.mid_h, 1, [&](int64_t begin, int64_t end) {
-    std::vector<T> scratch(static_cast<size_t>(taps * kMaskLanes)), row(static_cast<size_t>(4 * s.width_pad));
+    std::vector<T> scratch(static_cast<size_t>(taps * kMaskLanes)), row(static_cast<size_t>(3 * s.width_pad));
     std::vector<const T*> rows(static_cast<size_t>(g.window));
     std::vector<const int32_t*> nz_rows(static_cast<size_t>(g.window));
     T* pooled = row.data();
     T* top = pooled + s.width_pad;
     T* sum = top + s.width_pad;
-    T* first_top = sum + s.width_pad;  // the maxima of the cell's first row
     for (int64_t index = begin; index < end; ++index) {
       const int64_t k = index / g.mid_h, cell = index % g.mid_h;
       set_rows(u, nz, s, k, cell, rows, nz_rows);
       const int64_t y_begin = cell * g.step, y_end = std::min(g.out_h, y_begin + g.step);
       for (int64_t y = y_begin; y < y_end; ++y) {
         const T* w = tiled.data() + (y % g.weight_h) * taps * s.width_pad;
-        const T* shift = shared_shift && y > y_begin ? first_top : nullptr;
         cpu::smooth_mask_row(s.width_pad, g.window, g.step, rows.data(), nz.empty() ? nullptr : nz_rows.data(),
-                             shift, w, coldness, static_cast<int>(pooling), pooled, top, sum, scratch.data());
-        if (shared_shift && y == y_begin) std::copy(top, top + s.width_pad, first_top);
+                             p.unshifted, w, p.scaled, coldness, static_cast<int>(pooling), pooled, top, sum,
+                             scratch.data());
         std::copy(pooled, pooled + g.out_w, out + k * plane + y * g.out_w);
         if (softmax) {
           std::copy(top, top + g.out_w, stats + 2 * k * plane + y * g.out_w);
@@ -225,7 +225,6 @@ void backward(const T* grad, const T* mask, const T* weight, const T* full, cons
   const std::vector<T>& tiled = p.tiled;
   const int64_t taps = g.window * g.window, plane = g.out_h * g.out_w, cells = g.mid_h * g.mid_w;
   const bool softmax = pooling == MaskPooling::Softmax;
-  const bool in_range = p.softmax_in_range;
   // cell_grad[k][t][r][c]: gradient of the window value t of cell (r, c) (TorchRay's unfolded parameter).
   std::vector<T> cell_grad(static_cast<size_t>(g.masks * taps * cells));
   at::parallel_for(0, g.masks * g.mid_h, 1, [&](int64_t begin, int64_t end) {
@@ -264,8 +263,8 @@ void backward(const T* grad, const T* mask, const T* weight, const T* full, cons
         w_rows[r] = tiled.data() + (y % g.weight_h) * taps * s.width_pad;
       }
       cpu::smooth_mask_backward_rows(s.width_pad, g.window, g.step, rows.data(),
-                                     nz.empty() ? nullptr : nz_rows.data(), count, w_rows.data(), coldness,
-                                     static_cast<int>(pooling), in_range, g_rows.data(), out_rows.data(),
+                                     nz.empty() ? nullptr : nz_rows.data(), count, w_rows.data(), p.scaled, coldness,
+                                     static_cast<int>(pooling), p.unshifted, g_rows.data(), out_rows.data(),
                                      top_rows.data(), sum_rows.data(), acc.data(), scratch.data());
       for (int64_t t = 0; t < taps; ++t) {
         const T* a = acc.data() + t * s.width_pad;

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 
 #include "common/smooth_mask.h"
 #include "cpu/vector_lanes.h"
@@ -23,10 +24,14 @@ constexpr int64_t L = kMaskLanes;
 template <typename T>
 struct Lanes : VectorLanes<T, kMaskLanes> {};
 
-// expf without branches on whole vectors: x = n ln 2 + r with |r| <= ln 2 / 2 (n rounded to
-// nearest by the 1.5 * 2^23 trick, ln 2 split in two for an exact product), a degree-6 polynomial
-// for e^r (fitted to relative error; Cephes' degree 7 is no more accurate in float: 0.89 ulp at
-// most over [-87, 0.3] with FMA, 1.18 without, for either), and 2^n from the exponent bits.
+// expf without branches on whole vectors: x = (n / 16) ln 2 + r with |r| <= ln 2 / 32 (n rounded
+// to nearest by the 1.5 * 2^23 trick, ln 2 / 16 split in two for an exact product), so
+// e^x = 2^(n >> 4) 2^((n & 15) / 16) e^r: 2^((n & 15) / 16) from a 16-entry table (one permute of
+// a register), e^r - 1 from a degree-3 polynomial (its truncation error, r^4 / 24 < 1e-8, is far
+// below a float's rounding), and 2^(n >> 4) added to the table value's exponent bits. 1.07 ulp at
+// most over [-87, 0.3], with FMA or without; it replaced a degree-6 polynomial over |r| <= ln 2 / 2
+// (0.90 ulp with FMA, 1.17 without), which took 3 more multiply-adds per exp: the window exps are
+// the op's whole cost.
 // Arguments below -87.3 give ~1e-38 instead of 0.
 // kBounded = false drops the upper clamp, for the softmax windows' arguments c v - max(c v), which
 // are at most a rounding error above 0.
@@ -35,24 +40,29 @@ struct Lanes : VectorLanes<T, kMaskLanes> {};
 template <bool kBounded = true, bool kFloor = true>
 XAI_ALWAYS_INLINE Lanes<float>::type fast_exp(Lanes<float>::type x) {
   typedef Lanes<float>::type V;
+  typedef Lanes<float>::ints I;
+  static_assert(L == 16, "the table of 2^(j / 16) fills one 16-lane vector");
+  // 2^(j / 16), j = 0 .. 15, rounded to nearest.
+  const V table = {1.000000000000f, 1.044273782427f, 1.090507732665f, 1.138788634757f,
+                   1.189207115003f, 1.241857812073f, 1.296839554651f, 1.354255546937f,
+                   1.414213562373f, 1.476826145939f, 1.542210825408f, 1.610490331949f,
+                   1.681792830507f, 1.756252160373f, 1.834008086409f, 1.915206561397f};
   const V lo = V{} - 87.33654f, hi = V{} + 88.3762626647949f;
   if (kFloor) x = lo > x ? lo : x;
   if (kBounded) x = hi < x ? hi : x;
-  // t = 1.5 * 2^23 + n: the integer n sits in t's low mantissa bits, so 2^n's exponent field is
-  // read off t's bits (no float-to-int conversion); n itself is t - 1.5 * 2^23, exactly.
+  // t = 1.5 * 2^23 + n: the integer n = round(16 x / ln 2) sits in t's low mantissa bits, read off
+  // t's bits (no float-to-int conversion); n itself is t - 1.5 * 2^23, exactly.
   const float magic = 12582912.0f;
-  const V t = x * 1.44269504088896341f + magic;
+  const V t = x * 23.0831206542234f + magic;
   const V n = t - magic;
-  V r = x - n * 0.693359375f;
-  r = r - n * -2.12194440e-4f;
-  V p = V{} + 1.3906148893e-3f;
-  p = p * r + 8.3670646698e-3f;
-  p = p * r + 4.1666782659e-2f;
-  p = p * r + 1.6666536278e-1f;
-  p = p * r + 4.9999999692e-1f;
-  p = (p * r + 1.0f) * r + 1.0f;  // 1 + r (1 + r p): two multiply-adds (fused in the FMA clones)
-  const Lanes<float>::ints e = ((Lanes<float>::ints)t + (127 - 0x4B400000)) << 23;
-  return p * (V)e;  // a same-size vector cast reinterprets the bits
+  V r = x - n * 0.0433349609375f;    // ln 2 / 16, its first 12 bits: n times it is exact
+  r = r - n * -1.32621525e-5f;       // the rest of ln 2 / 16
+  V p = V{} + 0.166666672f;
+  p = p * r + 0.5f;
+  p = (p * r + 1.0f) * r;            // e^r - 1
+  const I bits = (I)t - 0x4B400000;  // n
+  const V scale = (V)((I)__builtin_shuffle(table, bits & 15) + ((bits >> 4) << 23));
+  return scale + scale * p;  // a same-size vector cast reinterprets the bits
 }
 
 template <bool kBounded = true, bool kFloor = true>
@@ -72,14 +82,18 @@ XAI_ALWAYS_INLINE bool zero_tap(const int32_t* const* nz, int64_t i, int64_t x) 
   return nz != nullptr && nz[i][x + L] == nz[i][x];
 }
 
-// kInRange (softmax): every window value v satisfies 2 |coldness v| <= 80 (the caller checks the
-// parameters and weights once per call), and `shift` holds each lane's shift for the exps, any
-// value in [-40, 40]: the arguments c v - shift stay in [-80, 80], so the exps need no clamp, and
-// the pass over the window that finds max(c v) is skipped. The caller passes the exact max of a
-// nearby pixel row: the dominant terms' arguments stay near 0, where they round finely.
-template <typename T, bool kInRange>
+// kScaled (softmax): w holds coldness * weight, so a tap's c v = w u takes one multiplication and
+// the pixel's sum_k v_k e_k is (sum_k c v_k e_k) / c; rounded once more per pixel than with plain
+// weights, as close to float64 (the tests measure it).
+// kInRange (softmax, float): every window value v satisfies 2 |coldness v| <= 80 (the caller checks
+// the parameters and weights once per call), so the exps take c v itself, unshifted: e^(c v) is in
+// [e^-40, e^40], and sums of 81 such terms (times |c v| <= 40) are far from a float's range. The
+// pass over the window that finds max(c v) is skipped, and row_max is 0. As accurate as the
+// shifted form: c v - max(c v) is exact for the dominant terms there, c v is not even computed
+// here, and the softmax's ratios do not depend on a common factor e^-max.
+template <typename T, bool kInRange, bool kScaled>
 XAI_ALWAYS_INLINE void forward_row_impl(int64_t width_pad, int64_t window, int64_t step, const T* const* u,
-                                        const int32_t* const* nz, const T* shift, const T* w, T coldness,
+                                        const int32_t* const* nz, const T* w, T coldness,
                                         int pooling, T* __restrict__ out, T* __restrict__ row_max,
                                         T* __restrict__ row_sum, T* __restrict__ values) {
   typedef typename Lanes<T>::type V;
@@ -88,7 +102,7 @@ XAI_ALWAYS_INLINE void forward_row_impl(int64_t width_pad, int64_t window, int64
       V top = V{} - std::numeric_limits<T>::infinity();
       bool zeros = false;
       if (kInRange) {
-        top = load<V>(shift + x0);
+        top = V{};
         zeros = true;  // (if there is none, e_zero goes unused)
       } else {
         for (int64_t i = 0; i < window; ++i) {
@@ -98,16 +112,16 @@ XAI_ALWAYS_INLINE void forward_row_impl(int64_t width_pad, int64_t window, int64
               continue;
             }
             const int64_t k = i * window + j;
-            const V v = load<V>(w + k * width_pad + x0) * load<V>(u[i] + x0 + j * step);
-            store(values + k * L, v);
-            const V cv = coldness * v;
+            const V wu = load<V>(w + k * width_pad + x0) * load<V>(u[i] + x0 + j * step);
+            const V cv = kScaled ? wu : coldness * wu;
+            store(values + k * L, wu);
             top = cv > top ? cv : top;
           }
         }
         if (zeros) top = top < 0 ? V{} : top;  // the zero taps' coldness * v
       }
       // A zero tap's term: v = 0, so e = exp(-top) and v e = 0 (dot is unchanged).
-      const V e_zero = zeros ? fast_exp<false>(coldness * V{} - top) : V{};
+      const V e_zero = zeros ? fast_exp<false>((kScaled ? V{} : coldness * V{}) - top) : V{};
       V sum = V{}, dot = V{};
       for (int64_t i = 0; i < window; ++i) {
         for (int64_t j = 0; j < window; ++j) {
@@ -116,14 +130,16 @@ XAI_ALWAYS_INLINE void forward_row_impl(int64_t width_pad, int64_t window, int64
             continue;
           }
           const int64_t k = i * window + j;
-          const V v = kInRange ? load<V>(w + k * width_pad + x0) * load<V>(u[i] + x0 + j * step)
-                               : load<V>(values + k * L);
-          const V e = fast_exp<false, !kInRange>(coldness * v - top);
+          // v, or c v if kScaled
+          const V wu = kInRange ? load<V>(w + k * width_pad + x0) * load<V>(u[i] + x0 + j * step)
+                                : load<V>(values + k * L);
+          const V cv = kScaled ? wu : coldness * wu;
+          const V e = kInRange ? fast_exp<false, false>(cv) : fast_exp<false>(cv - top);
           sum += e;
-          dot += v * e;
+          dot += wu * e;
         }
       }
-      store(out + x0, dot / sum);
+      store(out + x0, kScaled ? dot / (sum * coldness) : dot / sum);
       store(row_max + x0, top);
       store(row_sum + x0, sum);
     } else {
@@ -142,7 +158,7 @@ XAI_ALWAYS_INLINE void forward_row_impl(int64_t width_pad, int64_t window, int64
 // The pixel rows of one cell row share their parameter rows u; per 16-pixel chunk, each window
 // tap's gradient is summed over those rows in a register (u's values loaded once), with the
 // rows' per-pixel constants computed first into `scratch`. Each sum runs over the rows in order.
-template <typename T, bool kInRange>
+template <typename T, bool kInRange, bool kScaled>
 XAI_ALWAYS_INLINE void backward_rows_impl(int64_t width_pad, int64_t window, int64_t step, const T* const* u,
                                           const int32_t* const* nz, int64_t rows, const T* const* w, T coldness,
                                           int pooling, const T* const* g, const T* const* out,
@@ -161,13 +177,17 @@ XAI_ALWAYS_INLINE void backward_rows_impl(int64_t width_pad, int64_t window, int
       if (softmax) {
         // g d out / d v_k = p_k (offset + slope v_k) with p_k = e_k / sum: see
         // softmax_pool_grad_terms. The 1 / sum is folded into offset and slope once per pixel.
-        const V inv_sum = T(1) / load<V>(row_sum[y] + x0), top = load<V>(row_max[y] + x0);
+        // kScaled: the taps' w u are c w_k m_k, so e_k (offset + slope v_k) w_k is
+        // e_k (offset / c + slope / c^2 (c v_k)) (c w_k): the 1 / c folds into inv_sum.
+        const V top = load<V>(row_max[y] + x0);
+        const V inv_sum = kScaled ? T(1) / (load<V>(row_sum[y] + x0) * coldness) : T(1) / load<V>(row_sum[y] + x0);
         const V offset = gv * (T(1) - coldness * ov) * inv_sum;
         store(offsets + y * L, offset);
-        store(slopes + y * L, gv * coldness * inv_sum);
+        store(slopes + y * L, kScaled ? gv * inv_sum : gv * coldness * inv_sum);
         store(tops + y * L, top);
         // A zero tap (v = 0): e = exp(-top) and offset + slope v = offset, for every such tap.
-        store(zero_terms + y * L, nz != nullptr ? fast_exp<false>(coldness * V{} - top) * offset : V{});
+        store(zero_terms + y * L,
+              nz != nullptr ? fast_exp<false>((kScaled ? V{} : coldness * V{}) - top) * offset : V{});
       } else {
         V d;
         for (int64_t l = 0; l < L; ++l) {
@@ -188,8 +208,9 @@ XAI_ALWAYS_INLINE void backward_rows_impl(int64_t width_pad, int64_t window, int
           const V m = load<V>(u[i] + x0 + j * step);
           for (int64_t y = 0; y < rows; ++y) {
             const V wk = load<V>(w[y] + wk_offset);
-            const V v = wk * m;
-            const V e = fast_exp<false, !kInRange>(coldness * v - load<V>(tops + y * L));
+            const V v = wk * m;  // c v if kScaled
+            const V cv = kScaled ? v : coldness * v;
+            const V e = kInRange ? fast_exp<false, false>(cv) : fast_exp<false>(cv - load<V>(tops + y * L));
             sum += e * (load<V>(offsets + y * L) + load<V>(slopes + y * L) * v) * wk;
           }
         }
@@ -201,29 +222,46 @@ XAI_ALWAYS_INLINE void backward_rows_impl(int64_t width_pad, int64_t window, int
 
 }  // namespace
 
-#define XAI_SMOOTH_MASK_ROWS(T)                                                                                 \
-  XAI_MULTIVERSION void smooth_mask_row(int64_t width_pad, int64_t window, int64_t step, const T* const* u,      \
-                                        const int32_t* const* nz, const T* shift, const T* w, T coldness,       \
-                                        int pooling, T* out, T* row_max, T* row_sum, T* scratch) {              \
-    if (shift != nullptr) {                                                                                     \
-      forward_row_impl<T, true>(width_pad, window, step, u, nz, shift, w, coldness, pooling, out, row_max,      \
-                                row_sum, scratch);                                                              \
-    } else {                                                                                                    \
-      forward_row_impl<T, false>(width_pad, window, step, u, nz, shift, w, coldness, pooling, out, row_max,     \
-                                 row_sum, scratch);                                                             \
-    }                                                                                                           \
-  }                                                                                                             \
-  XAI_MULTIVERSION void smooth_mask_backward_rows(                                                              \
-      int64_t width_pad, int64_t window, int64_t step, const T* const* u, const int32_t* const* nz,            \
-      int64_t rows, const T* const* w, T coldness, int pooling, bool in_range, const T* const* g,              \
-      const T* const* out, const T* const* row_max, const T* const* row_sum, T* acc, T* scratch) {             \
-    if (in_range) {                                                                                             \
-      backward_rows_impl<T, true>(width_pad, window, step, u, nz, rows, w, coldness, pooling, g, out, row_max,  \
-                                  row_sum, acc, scratch);                                                       \
-    } else {                                                                                                    \
-      backward_rows_impl<T, false>(width_pad, window, step, u, nz, rows, w, coldness, pooling, g, out, row_max, \
-                                   row_sum, acc, scratch);                                                      \
-    }                                                                                                           \
+// Each entry point picks its loop's variant once per call. kScaled and kInRange are float only:
+// the double kernels keep the weights and shifts as they are (they are the float ones' oracle in
+// the tests).
+#define XAI_SMOOTH_MASK_ROWS(T)                                                                                        \
+  XAI_MULTIVERSION void smooth_mask_row(int64_t width_pad, int64_t window, int64_t step, const T* const* u,            \
+                                        const int32_t* const* nz, bool in_range, const T* w, bool scaled,              \
+                                        T coldness, int pooling, T* out, T* row_max, T* row_sum, T* scratch) {         \
+    constexpr bool kFloat = std::is_same<T, float>::value;                                                             \
+    if (kFloat && in_range && scaled) {                                                                                \
+      forward_row_impl<T, kFloat, kFloat>(width_pad, window, step, u, nz, w, coldness, pooling, out, row_max,          \
+                                          row_sum, scratch);                                                           \
+    } else if (kFloat && scaled) {                                                                                     \
+      forward_row_impl<T, false, kFloat>(width_pad, window, step, u, nz, w, coldness, pooling, out, row_max,           \
+                                         row_sum, scratch);                                                            \
+    } else if (kFloat && in_range) {                                                                                   \
+      forward_row_impl<T, kFloat, false>(width_pad, window, step, u, nz, w, coldness, pooling, out, row_max,           \
+                                         row_sum, scratch);                                                            \
+    } else {                                                                                                           \
+      forward_row_impl<T, false, false>(width_pad, window, step, u, nz, w, coldness, pooling, out, row_max,            \
+                                        row_sum, scratch);                                                             \
+    }                                                                                                                  \
+  }                                                                                                                    \
+  XAI_MULTIVERSION void smooth_mask_backward_rows(                                                                     \
+      int64_t width_pad, int64_t window, int64_t step, const T* const* u, const int32_t* const* nz,                    \
+      int64_t rows, const T* const* w, bool scaled, T coldness, int pooling, bool in_range, const T* const* g,         \
+      const T* const* out, const T* const* row_max, const T* const* row_sum, T* acc, T* scratch) {                     \
+    constexpr bool kFloat = std::is_same<T, float>::value;                                                             \
+    if (kFloat && in_range && scaled) {                                                                                \
+      backward_rows_impl<T, kFloat, kFloat>(width_pad, window, step, u, nz, rows, w, coldness, pooling, g, out,        \
+                                            row_max, row_sum, acc, scratch);                                           \
+    } else if (kFloat && scaled) {                                                                                     \
+      backward_rows_impl<T, false, kFloat>(width_pad, window, step, u, nz, rows, w, coldness, pooling, g, out,         \
+                                           row_max, row_sum, acc, scratch);                                            \
+    } else if (kFloat && in_range) {                                                                                   \
+      backward_rows_impl<T, kFloat, false>(width_pad, window, step, u, nz, rows, w, coldness, pooling, g, out,         \
+                                           row_max, row_sum, acc, scratch);                                            \
+    } else {                                                                                                           \
+      backward_rows_impl<T, false, false>(width_pad, window, step, u, nz, rows, w, coldness, pooling, g, out,          \
+                                          row_max, row_sum, acc, scratch);                                             \
+    }                                                                                                                  \
   }
 
 XAI_SMOOTH_MASK_ROWS(float)

@@ -22,27 +22,28 @@ constexpr int64_t kMaskLanes = 16;
 // Forward: out[x] pooled; for softmax also row_max[x], the shift of the pixel's exps, and
 // row_sum[x] = sum_k exp(c v_k - row_max[x]) (what the backward needs). scratch: window^2 *
 // kMaskLanes values. pooling: 0 softmax, 1 sum, 2 sigmoid (MaskPooling).
-// shift (may be null; softmax only): row_max[x] = shift[x] instead of max_k c v_k, when every
-// window value has 2 |c v| <= 80 and every shift is in [-40, 40] (the exps' arguments then stay in
-// [-80, 80], where they need no clamp); null: the exact max.
+// in_range (softmax, float only; ignored for double): every window value has 2 |c v| <= 80, so
+// the exps take c v unshifted and row_max[x] = 0; otherwise row_max[x] = max_k c v_k.
 void smooth_mask_row(int64_t width_pad, int64_t window, int64_t step, const float* const* u,
-                     const int32_t* const* nz, const float* shift, const float* w, float coldness,
+                     const int32_t* const* nz, bool in_range, const float* w, bool scaled, float coldness,
                      int pooling, float* out, float* row_max, float* row_sum, float* scratch);
 void smooth_mask_row(int64_t width_pad, int64_t window, int64_t step, const double* const* u,
-                     const int32_t* const* nz, const double* shift, const double* w, double coldness,
+                     const int32_t* const* nz, bool in_range, const double* w, bool scaled, double coldness,
                      int pooling, double* out, double* row_max, double* row_sum, double* scratch);
 
 // Backward over the `rows` pixel rows of one cell row (which all read the parameter rows u):
 // acc[k * width_pad + x] = sum over those rows of g d out / d v_k * w_k at column x, the gradient
 // of the window value m_k through these pixels (per row y: its weights w[y], and g, out, row_max,
-// row_sum as the forward wrote them). scratch: 4 * rows * kMaskLanes values. in_range: 2 |c v| <=
-// 80 for every window value (the exps need no lower clamp).
+// row_sum as the forward wrote them). scratch: 4 * rows * kMaskLanes values. in_range and scaled:
+// as the forward was called (in_range: the exps are unshifted, row_max is not read).
 void smooth_mask_backward_rows(int64_t width_pad, int64_t window, int64_t step, const float* const* u,
-                               const int32_t* const* nz, int64_t rows, const float* const* w, float coldness,
+                               const int32_t* const* nz, int64_t rows, const float* const* w, bool scaled,
+                               float coldness,
                                int pooling, bool in_range, const float* const* g, const float* const* out,
                                const float* const* row_max, const float* const* row_sum, float* acc, float* scratch);
 void smooth_mask_backward_rows(int64_t width_pad, int64_t window, int64_t step, const double* const* u,
-                               const int32_t* const* nz, int64_t rows, const double* const* w, double coldness,
+                               const int32_t* const* nz, int64_t rows, const double* const* w, bool scaled,
+                               double coldness,
                                int pooling, bool in_range, const double* const* g, const double* const* out,
                                const double* const* row_max, const double* const* row_sum, double* acc,
                                double* scratch);
