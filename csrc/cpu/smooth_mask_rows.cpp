@@ -60,9 +60,12 @@ XAI_ALWAYS_INLINE Lanes<float>::type fast_exp(Lanes<float>::type x) {
   V p = V{} + 0.166666672f;
   p = p * r + 0.5f;
   p = (p * r + 1.0f) * r;            // e^r - 1
-  const I bits = (I)t - 0x4B400000;  // n
-  const V scale = (V)((I)__builtin_shuffle(table, bits & 15) + ((bits >> 4) << 23));
-  return scale + scale * p;  // a same-size vector cast reinterprets the bits
+  // t's bits are 0x4B400000 + n, and 0x4B400000 is a multiple of 2^22: the shuffle reads n & 15
+  // from their low 4 bits (indices are taken modulo 16), and (bits >> 4) << 23 is (n >> 4) << 23
+  // (mod 2^32), the exponent of 2^(n >> 4).
+  const I bits = (I)t;  // a same-size vector cast reinterprets the bits
+  const V scale = (V)((I)__builtin_shuffle(table, bits) + ((bits >> 4) << 23));
+  return scale + scale * p;
 }
 
 template <bool kBounded = true, bool kFloor = true>
