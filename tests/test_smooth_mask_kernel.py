@@ -156,6 +156,24 @@ def test_opcheck_and_compile(pooling):
 
 
 @requires_ext
+@pytest.mark.parametrize("scale", [1.0, 3.0], ids=["in-range", "out-of-range"])
+def test_float_softmax_backward_paths(scale):
+    """float32 softmax: parameters with 2 |c v| <= 80 take the unshifted exps and the backward by
+    parameter; larger ones (here up to 3) the shifted exps and the backward by cell row."""
+    geometry = mask_geometry((40, 36), 4, 7)
+    params = (_params(geometry, 2, torch.float64, "cpu", seed=3) * 2 - 0.5) * scale
+    a = params.float().requires_grad_()
+    b = params.clone().requires_grad_()
+    full = _kernel(a, geometry, "softmax")[0]
+    expected = reference.smooth_mask_dense(b, geometry, clamp=False)[1]
+    torch.testing.assert_close(full.double(), expected, rtol=1e-5, atol=1e-5)
+    grad = torch.randn(expected.shape, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    full.backward(grad.float())
+    expected.backward(grad)
+    torch.testing.assert_close(a.grad.double(), b.grad, rtol=1e-4, atol=1e-5 * b.grad.abs().max().item())
+
+
+@requires_ext
 def test_deterministic_across_thread_counts():
     geometry = mask_geometry((64, 61), 4, 9)
     params = _params(geometry, 3, torch.float32, "cpu")

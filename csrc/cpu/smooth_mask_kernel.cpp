@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <type_traits>
 #include <string>
@@ -215,11 +216,111 @@ void forward(const T* mask, const T* weight, const Layout& s, MaskPooling poolin
   });
 }
 
+// Whether the backward can run by parameter (see smooth_mask_rows.h): float softmax with
+// unshifted exps and scaled weights, the weights periodic by cell (and a cell's phases in one
+// tiled row).
+bool by_parameter(const Prepared<float>& p, const Layout& s) {
+  return p.unshifted && p.scaled && s.g.weight_h == s.g.step && s.g.weight_w == s.g.step &&
+         s.g.step <= s.width_pad;
+}
+
+// The backward by parameter: per pixel its offset and slope (zero-padded rows, so that every
+// parameter's reach is read in place), then each parameter's gradient from its reach alone. A
+// parameter's sum runs in a fixed order on one thread: any thread count gives the same bits.
+void backward_by_parameter(const float* grad, const float* mask, const float* full, const float* stats,
+                           const Layout& s, const Prepared<float>& p, float coldness, float* grad_in) {
+  const SmoothMaskGeometry& g = s.g;
+  const int64_t step = g.step, window = g.window, taps = window * window;
+  const int64_t reach = window * step;
+  const int64_t stride = (reach + cpu::kReachChunk - 1) / cpu::kReachChunk * cpu::kReachChunk;
+  const int64_t rows = window * step;  // row r = i * step + py: window row i, pixel row py of its cell
+  // pw[r][q]: the scaled weight of reach pixel q of row r. Pixel q lies in the reach's cell q / step,
+  // whose window holds the parameter at column j = window - 1 - q / step; its phase is q % step.
+  std::vector<float> by_row(static_cast<size_t>(rows * stride), 0.0f);
+  for (int64_t i = 0; i < window; ++i) {
+    for (int64_t py = 0; py < step; ++py) {
+      float* dst = by_row.data() + (i * step + py) * stride;
+      for (int64_t q = 0; q < reach; ++q) {
+        const int64_t t = i * window + (window - 1 - q / step);
+        dst[q] = p.tiled[(py * taps + t) * s.width_pad + q % step];
+      }
+    }
+  }
+  // Rows with the same weights form a class; order[] lists the rows class by class (class c:
+  // order[class_rows[c] .. class_rows[c + 1])), and pw holds each class's weights.
+  std::vector<int32_t> row_class(static_cast<size_t>(rows));
+  std::vector<float> pw;
+  int64_t classes = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* row = by_row.data() + r * stride;
+    int64_t c = 0;
+    while (c < classes && std::memcmp(pw.data() + c * stride, row, stride * sizeof(float)) != 0) ++c;
+    if (c == classes) {
+      pw.insert(pw.end(), row, row + stride);
+      ++classes;
+    }
+    row_class[r] = static_cast<int32_t>(c);
+  }
+  std::vector<int32_t> order, class_rows(1, 0);
+  for (int64_t c = 0; c < classes; ++c) {
+    for (int64_t r = 0; r < rows; ++r) {
+      if (row_class[r] == c) order.push_back(static_cast<int32_t>(r));
+    }
+    class_rows.push_back(static_cast<int32_t>(order.size()));
+  }
+  // Pixel factors, rows of width `left + out_w + stride`: a reach starts at most `left` pixels left
+  // of the mask and ends at most `stride` past it.
+  const int64_t left = (window - 1) * step, width = left + g.out_w + stride, plane = g.out_h * g.out_w;
+  std::vector<float> offsets(static_cast<size_t>(g.masks * g.out_h * width), 0.0f);
+  std::vector<float> slopes(offsets.size(), 0.0f);
+  at::parallel_for(0, g.masks * g.out_h, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t k = row / g.out_h, y = row % g.out_h, at = k * plane + y * g.out_w;
+      cpu::smooth_mask_pixel_factors(g.out_w, grad + at, full + at, stats + (2 * k + 1) * plane + y * g.out_w,
+                                     coldness, offsets.data() + row * width + left, slopes.data() + row * width + left);
+    }
+  });
+  at::parallel_for(0, g.masks * g.in_h, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> scratch(static_cast<size_t>(2 * classes * stride));
+    std::vector<const float*> offset_rows(static_cast<size_t>(rows)), slope_rows(static_cast<size_t>(rows));
+    std::vector<const float*> offset_base(static_cast<size_t>(rows)), slope_base(static_cast<size_t>(rows));
+    for (int64_t index = begin; index < end; ++index) {
+      const int64_t k = index / g.in_h, a = index % g.in_h;
+      for (int64_t i = 0; i < window; ++i) {
+        const int64_t cell = a + g.padding - i;  // the cell row whose window row i holds parameter row a
+        for (int64_t py = 0; py < step; ++py) {
+          const int64_t r = i * step + py, y = cell * step + py;
+          const bool inside = cell >= 0 && cell < g.mid_h && y < g.out_h;
+          offset_base[r] = inside ? offsets.data() + (k * g.out_h + y) * width + left : nullptr;
+          slope_base[r] = inside ? slopes.data() + (k * g.out_h + y) * width + left : nullptr;
+        }
+      }
+      for (int64_t b = 0; b < g.in_w; ++b) {
+        const int64_t x0 = (b + g.padding - window + 1) * step;  // the reach's first pixel (>= -left)
+        for (int64_t n = 0; n < rows; ++n) {
+          const int32_t r = order[n];
+          offset_rows[n] = offset_base[r] != nullptr ? offset_base[r] + x0 : nullptr;
+          slope_rows[n] = slope_base[r] != nullptr ? slope_base[r] + x0 : nullptr;
+        }
+        grad_in[index * g.in_w + b] =
+            cpu::smooth_mask_parameter_gradient(reach, classes, class_rows.data(), pw.data(), offset_rows.data(),
+                                                slope_rows.data(), mask[index * g.in_w + b], scratch.data());
+      }
+    }
+  });
+}
+
 template <typename T>
 void backward(const T* grad, const T* mask, const T* weight, const T* full, const T* stats, const Layout& s,
               MaskPooling pooling, T coldness, T* grad_in) {
   const SmoothMaskGeometry& g = s.g;
   const Prepared<T> p(mask, weight, s, pooling, coldness);
+  if constexpr (std::is_same<T, float>::value) {
+    if (by_parameter(p, s)) {
+      backward_by_parameter(grad, mask, full, stats, s, p, coldness, grad_in);
+      return;
+    }
+  }
   const std::vector<T>& u = p.u;
   const std::vector<int32_t>& nz = p.nz;
   const std::vector<T>& tiled = p.tiled;

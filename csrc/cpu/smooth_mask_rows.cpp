@@ -223,6 +223,83 @@ XAI_ALWAYS_INLINE void backward_rows_impl(int64_t width_pad, int64_t window, int
   }
 }
 
+// The pixel factors of the backward by parameter: with the weights scaled by c and unshifted
+// exps, g d out / d v_k w_k = e_k (offset + slope c v_k) (c w_k), offset = g (1 - c out) / (c sum)
+// and slope = g / (c sum): the arithmetic of backward_rows_impl<float, true, true>.
+XAI_ALWAYS_INLINE void pixel_factors_impl(int64_t n, const float* g, const float* out, const float* sum,
+                                          float coldness, float* __restrict__ offset, float* __restrict__ slope) {
+  typedef Lanes<float>::type V;
+  int64_t x = 0;
+  for (; x + L <= n; x += L) {
+    const V gv = load<V>(g + x), inv_sum = 1.0f / (load<V>(sum + x) * coldness);
+    store(offset + x, gv * (1.0f - coldness * load<V>(out + x)) * inv_sum);
+    store(slope + x, gv * inv_sum);
+  }
+  for (; x < n; ++x) {  // the same expressions on one value (fused the same way in the FMA clones)
+    const float inv_sum = 1.0f / (sum[x] * coldness);
+    offset[x] = g[x] * (1.0f - coldness * out[x]) * inv_sum;
+    slope[x] = g[x] * inv_sum;
+  }
+}
+
+XAI_ALWAYS_INLINE float parameter_gradient_impl(int64_t reach, int64_t classes, const int32_t* class_rows,
+                                                const float* pw, const float* const* offsets,
+                                                const float* const* slopes, float m, float* __restrict__ scratch) {
+  typedef Lanes<float>::type V;
+  typedef Lanes<float>::ints I;
+  constexpr int64_t kChunk = kReachChunk;
+  const int64_t stride = (reach + kChunk - 1) / kChunk * kChunk;
+  I lane;
+  for (int64_t l = 0; l < L; ++l) lane[l] = static_cast<int32_t>(l);
+  // Per class: a = e (c w) and b = e (c w) (c v), so that a pixel's term e (offset + slope c v) (c w)
+  // is a offset + b slope; zero past reach.
+  float* const a_rows = scratch;
+  float* const b_rows = scratch + classes * stride;
+  for (int64_t c = 0; c < classes; ++c) {
+    for (int64_t q = 0; q < stride; q += L) {
+      const V w = load<V>(pw + c * stride + q);
+      const V cv = w * m;
+      const V e = m == 0.0f ? V{} + 1.0f : fast_exp<false, false>(cv);  // exp(+-0) is 1 there too
+      const V ew = lane < static_cast<int32_t>(reach - q) ? e * w : V{};
+      store(a_rows + c * stride + q, ew);
+      store(b_rows + c * stride + q, ew * cv);
+    }
+  }
+  // Per chunk of 4 vectors and class: the class's rows are added up first (they share a and b),
+  // then multiplied into eight accumulators (offsets' and slopes' terms of each vector), which are
+  // added up last, all in a fixed order.
+  V acc0 = V{}, acc1 = V{}, acc2 = V{}, acc3 = V{}, acc4 = V{}, acc5 = V{}, acc6 = V{}, acc7 = V{};
+  for (int64_t q = 0; q < stride; q += kChunk) {
+    for (int64_t c = 0; c < classes; ++c) {
+      const int32_t last = class_rows[c + 1];
+      int32_t r = class_rows[c];
+      while (r < last && offsets[r] == nullptr) ++r;
+      if (r == last) continue;
+      const float* o = offsets[r] + q;
+      const float* s = slopes[r] + q;
+      V o0 = load<V>(o), o1 = load<V>(o + L), o2 = load<V>(o + 2 * L), o3 = load<V>(o + 3 * L);
+      V s0 = load<V>(s), s1 = load<V>(s + L), s2 = load<V>(s + 2 * L), s3 = load<V>(s + 3 * L);
+      for (++r; r < last; ++r) {
+        if (offsets[r] == nullptr) continue;
+        o = offsets[r] + q;
+        s = slopes[r] + q;
+        o0 += load<V>(o), o1 += load<V>(o + L), o2 += load<V>(o + 2 * L), o3 += load<V>(o + 3 * L);
+        s0 += load<V>(s), s1 += load<V>(s + L), s2 += load<V>(s + 2 * L), s3 += load<V>(s + 3 * L);
+      }
+      const float* a = a_rows + c * stride + q;
+      const float* b = b_rows + c * stride + q;
+      acc0 += load<V>(a) * o0, acc1 += load<V>(a + L) * o1, acc2 += load<V>(a + 2 * L) * o2;
+      acc3 += load<V>(a + 3 * L) * o3;
+      acc4 += load<V>(b) * s0, acc5 += load<V>(b + L) * s1, acc6 += load<V>(b + 2 * L) * s2;
+      acc7 += load<V>(b + 3 * L) * s3;
+    }
+  }
+  const V sum = ((acc0 + acc4) + (acc1 + acc5)) + ((acc2 + acc6) + (acc3 + acc7));
+  float total = 0.0f;
+  for (int64_t l = 0; l < L; ++l) total += sum[l];
+  return total;
+}
+
 }  // namespace
 
 // Each entry point picks its loop's variant once per call. kScaled and kInRange are float only:
@@ -271,6 +348,17 @@ XAI_SMOOTH_MASK_ROWS(float)
 XAI_SMOOTH_MASK_ROWS(double)
 
 #undef XAI_SMOOTH_MASK_ROWS
+
+XAI_MULTIVERSION void smooth_mask_pixel_factors(int64_t n, const float* g, const float* out, const float* sum,
+                                                float coldness, float* offset, float* slope) {
+  pixel_factors_impl(n, g, out, sum, coldness, offset, slope);
+}
+
+XAI_MULTIVERSION float smooth_mask_parameter_gradient(int64_t reach, int64_t classes, const int32_t* class_rows,
+                                                      const float* pw, const float* const* offsets,
+                                                      const float* const* slopes, float m, float* scratch) {
+  return parameter_gradient_impl(reach, classes, class_rows, pw, offsets, slopes, m, scratch);
+}
 
 }  // namespace cpu
 }  // namespace xaifast

@@ -48,5 +48,29 @@ void smooth_mask_backward_rows(int64_t width_pad, int64_t window, int64_t step, 
                                const double* const* row_max, const double* const* row_sum, double* acc,
                                double* scratch);
 
+// The backward by parameter (float softmax with unshifted exps and weights scaled by c, weights
+// periodic by cell): a parameter m reaches the pixels whose window holds it, `rows` = window * step
+// pixel rows of `reach` = window * step pixels, and its gradient is the sum over them of
+// e (offset + slope c v) (c w), with c v = (c w) m and e = exp(c v). The weights c w of a reach
+// row, as a function of the pixel's place in the reach, are the same for every parameter; rows
+// with the same weights (for TorchRay's radial bump, the rows at the same distance above or below
+// the parameter's centre: 35 classes of 63 rows at step 7, sigma 21) share their exps.
+//
+// offset and slope of n pixels (g, out, sum: the incoming gradient, the forward's output and its
+// row_sum), with the arithmetic of smooth_mask_backward_rows.
+void smooth_mask_pixel_factors(int64_t n, const float* g, const float* out, const float* sum, float coldness,
+                               float* offset, float* slope);
+
+// One parameter's gradient. pw: `classes` rows of round_up(reach, kReachChunk) scaled weights;
+// class c holds the reach rows class_rows[c] .. class_rows[c + 1] - 1 (in the order the caller
+// lists them), row r's pixels having their offsets and slopes at offsets[r] and slopes[r] (null:
+// the row is outside the mask; reads run round_up(reach, kReachChunk) values, the lanes past
+// reach are not summed). scratch: 2 * classes * round_up(reach, kReachChunk) values. The sum runs
+// in a fixed order.
+constexpr int64_t kReachChunk = 4 * kMaskLanes;
+float smooth_mask_parameter_gradient(int64_t reach, int64_t classes, const int32_t* class_rows, const float* pw,
+                                     const float* const* offsets, const float* const* slopes, float m,
+                                     float* scratch);
+
 }  // namespace cpu
 }  // namespace xaifast
