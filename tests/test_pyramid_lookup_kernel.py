@@ -80,14 +80,15 @@ def _smooth_masks(masks, size, dtype, seed):
 @pytest.mark.parametrize("levels", [2, 3, 8, 16, 17])
 @pytest.mark.parametrize("width", [1, 15, 16, 17, 45])
 @pytest.mark.parametrize("kind", ["noise", "smooth", "edges"])
-def test_kernel_same_bits_as_reference(dtype, levels, width, kind):
-    """The row loops (selects up to 16 levels, gathers above; 16-pixel vectors plus a scalar tail)
-    give the reference's bits: noise spans every level, smooth masks a few, edges hit level
+@pytest.mark.parametrize("channels", [3, 4])
+def test_kernel_same_bits_as_reference(dtype, levels, width, kind, channels):
+    """The row loops (selects up to 16 levels, three channels at a time and then one by one,
+    gathers above; 16-pixel vectors plus a scalar tail) give the reference's bits: noise spans every level, smooth masks a few, edges hit level
     boundaries, both ends, values outside [0, 1], -0, large values and a NaN (values past the
     int64 range are checked on their own: the reference's ``long()`` wraps them)."""
     size = (6, width)
     generator = torch.Generator().manual_seed(levels * 100 + width)
-    pyramid = torch.rand(levels, 3, *size, generator=generator, dtype=dtype)
+    pyramid = torch.rand(levels, channels, *size, generator=generator, dtype=dtype)
     if kind == "noise":
         mask = torch.rand(3, 1, *size, generator=generator, dtype=dtype)
     elif kind == "smooth":

@@ -84,6 +84,27 @@ XAI_ALWAYS_INLINE void select_range(const Split<T>& split, int64_t first, int64_
   }
 }
 
+// select_range for kGroup channels at once (rows[g]: channel g's row at level 0): the lanes'
+// compares with each level are made once for the group. Three channels (images) take 3 loads, 2
+// compares and 6 selects per level instead of 3 loads, 6 compares and 6 selects.
+template <typename T, int kGroup>
+XAI_ALWAYS_INLINE void select_range_group(const Split<T>& split, int64_t first, int64_t last,
+                                          const T* const* rows, int64_t level_stride,
+                                          typename Lanes<T>::type* below, typename Lanes<T>::type* above) {
+  typedef typename Lanes<T>::type V;
+  for (int g = 0; g < kGroup; ++g) below[g] = above[g] = load<V>(rows[g] + first * level_stride);
+  V index = V{} + static_cast<T>(first);
+  for (int64_t l = first + 1; l <= last; ++l) {
+    index += 1;
+    const auto is_lo = split.lo == index, is_hi = split.hi == index;
+    for (int g = 0; g < kGroup; ++g) {
+      const V value = load<V>(rows[g] + l * level_stride);
+      below[g] = is_lo ? value : below[g];
+      above[g] = is_hi ? value : above[g];
+    }
+  }
+}
+
 template <typename T>
 XAI_ALWAYS_INLINE void lookup_row_impl(int64_t width, int64_t levels, int64_t channels, const T* mask, const T* base,
                                        int64_t level_stride, int64_t channel_stride, T* out, int64_t out_stride) {
@@ -94,7 +115,15 @@ XAI_ALWAYS_INLINE void lookup_row_impl(int64_t width, int64_t levels, int64_t ch
     int64_t first, last;
     level_range(split, first, last);
     const V keep = 1 - split.frac;
-    for (int64_t c = 0; c < channels; ++c) {
+    int64_t c = 0;
+    for (; c + 3 <= channels; c += 3) {
+      const T* rows[3] = {base + c * channel_stride + x0, base + (c + 1) * channel_stride + x0,
+                          base + (c + 2) * channel_stride + x0};
+      V below[3], above[3];
+      select_range_group<T, 3>(split, first, last, rows, level_stride, below, above);
+      for (int g = 0; g < 3; ++g) store(out + (c + g) * out_stride + x0, keep * below[g] + split.frac * above[g]);
+    }
+    for (; c < channels; ++c) {
       V below, above;
       select_range(split, first, last, base + c * channel_stride + x0, level_stride, below, above);
       store(out + c * out_stride + x0, keep * below + split.frac * above);
@@ -123,7 +152,19 @@ XAI_ALWAYS_INLINE void lookup_backward_row_impl(int64_t width, int64_t levels, i
     int64_t first, last;
     level_range(split, first, last);
     V above_sum = V{}, below_sum = V{};
-    for (int64_t c = 0; c < channels; ++c) {
+    int64_t c = 0;
+    for (; c + 3 <= channels; c += 3) {
+      const T* rows[3] = {base + c * channel_stride + x0, base + (c + 1) * channel_stride + x0,
+                          base + (c + 2) * channel_stride + x0};
+      V below[3], above[3];
+      select_range_group<T, 3>(split, first, last, rows, level_stride, below, above);
+      for (int g = 0; g < 3; ++g) {  // in channel order, as below
+        const V gv = load<V>(grad + (c + g) * grad_stride + x0);
+        above_sum += gv * above[g];
+        below_sum += gv * below[g];
+      }
+    }
+    for (; c < channels; ++c) {
       V below, above;
       select_range(split, first, last, base + c * channel_stride + x0, level_stride, below, above);
       const V g = load<V>(grad + c * grad_stride + x0);
