@@ -3,8 +3,8 @@
 // The level split is computed kLookupLanes pixels at a time, and each channel picks a pixel's two
 // levels by per-lane selects over the rows of the levels those pixels use (two or three for a
 // smooth mask; all of them for noise), three channels at a time sharing each level's compares,
-// not by gathers: AVX-512 gathers made the lookup of four
-// 224 x 224 masks 2.3x slower for smooth masks on an AMD EPYC (Zen 4), and no faster for noise.
+// not by gathers: AVX-512 gathers made the lookup of four 224 x 224 masks 2.3x slower for smooth
+// masks on an AMD EPYC (Zen 4), and no faster for noise.
 // Arithmetic as the reference: out = (1 - frac) * y_lo + frac * y_hi, no fused multiply-adds,
 // so the results are the same bits.
 #pragma once
