@@ -19,6 +19,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <type_traits>
 #include <string>
 #include <vector>
@@ -137,7 +138,7 @@ std::vector<T> tiled_weights(const T* weight, const Layout& s, T scale) {
       const int64_t phase = row / taps, t = row % taps;
       const T* src = weight + (t * g.weight_h + phase) * g.weight_w;
       T* dst = tiled.data() + row * s.width_pad;
-      for (int64_t x = 0; x < std::min(g.weight_w, s.width_pad); ++x) dst[x] = scale == T(1) ? src[x] : scale * src[x];
+      for (int64_t x = 0; x < std::min(g.weight_w, s.width_pad); ++x) dst[x] = scale * src[x];
       for (int64_t x0 = g.weight_w; x0 < s.width_pad; x0 += g.weight_w) {  // copies, not a modulo per value
         std::copy(dst, dst + std::min(g.weight_w, s.width_pad - x0), dst + x0);
       }
@@ -147,25 +148,35 @@ std::vector<T> tiled_weights(const T* weight, const Layout& s, T scale) {
 }
 
 // What the forward and the backward both build from the parameters and weights per call.
+// How a call's exps run, from one pass over the weights and parameters: whether the (tiled)
+// weights are scaled by the coldness (float softmax with a finite nonzero coldness and finite
+// coldness * weights) and whether the exps take c v unshifted (float softmax and
+// softmax_exp_in_range).
 template <typename T>
-struct Prepared {
-  std::vector<T> u;         // upsampled_rows
+struct Facts {
   WeightFacts<T> weights;
-  std::vector<int32_t> nz;  // nonzero_counts (empty: no zero-tap shortcut)
-  bool scaled;              // float softmax with a finite nonzero coldness and finite coldness * weights
-  std::vector<T> tiled;     // tiled_weights, times coldness if scaled
-  bool unshifted;           // float softmax and softmax_exp_in_range: the exps take c v unshifted
-  Prepared(const T* mask, const T* weight, const Layout& s, MaskPooling pooling, T coldness)
-      : u(upsampled_rows(mask, s)),
-        weights(weight, s),
-        nz(nonzero_counts(u, weights, s)),
+  bool scaled, unshifted;
+  Facts(const T* mask, const T* weight, const Layout& s, MaskPooling pooling, T coldness)
+      : weights(weight, s),
         scaled(std::is_same<T, float>::value && pooling == MaskPooling::Softmax && weights.finite &&
                coldness != T(0) && std::abs(coldness) <= std::numeric_limits<T>::max() &&
                static_cast<double>(weights.max_abs) * std::abs(static_cast<double>(coldness)) <=
                    static_cast<double>(std::numeric_limits<T>::max())),
-        tiled(tiled_weights(weight, s, scaled ? coldness : T(1))),
         unshifted(std::is_same<T, float>::value && pooling == MaskPooling::Softmax &&
                   softmax_exp_in_range(mask, weights, s, coldness)) {}
+};
+
+// What the row loops of the forward and the backward by cell row read, built per call.
+template <typename T>
+struct Prepared : Facts<T> {
+  std::vector<T> u;         // upsampled_rows
+  std::vector<int32_t> nz;  // nonzero_counts (empty: no zero-tap shortcut)
+  std::vector<T> tiled;     // tiled_weights, times coldness if scaled
+  Prepared(const Facts<T>& facts, const T* mask, const T* weight, const Layout& s, T coldness)
+      : Facts<T>(facts),
+        u(upsampled_rows(mask, s)),
+        nz(nonzero_counts(u, facts.weights, s)),
+        tiled(tiled_weights(weight, s, facts.scaled ? coldness : T(1))) {}
 };
 
 // The window's parameter rows of cell row `cell` of mask k, and their nonzero counts.
@@ -184,7 +195,7 @@ void set_rows(const std::vector<T>& u, const std::vector<int32_t>& nz, const Lay
 template <typename T>
 void forward(const T* mask, const T* weight, const Layout& s, MaskPooling pooling, T coldness, T* out, T* stats) {
   const SmoothMaskGeometry& g = s.g;
-  const Prepared<T> p(mask, weight, s, pooling, coldness);
+  const Prepared<T> p(Facts<T>(mask, weight, s, pooling, coldness), mask, weight, s, coldness);
   const std::vector<T>& u = p.u;
   const std::vector<int32_t>& nz = p.nz;
   const std::vector<T>& tiled = p.tiled;
@@ -217,32 +228,31 @@ void forward(const T* mask, const T* weight, const Layout& s, MaskPooling poolin
 }
 
 // Whether the backward can run by parameter (see smooth_mask_rows.h): float softmax with
-// unshifted exps and scaled weights, the weights periodic by cell (and a cell's phases in one
-// tiled row).
-bool by_parameter(const Prepared<float>& p, const Layout& s) {
-  return p.unshifted && p.scaled && s.g.weight_h == s.g.step && s.g.weight_w == s.g.step &&
-         s.g.step <= s.width_pad;
+// unshifted exps and scaled weights, the weights periodic by cell.
+bool by_parameter(const Facts<float>& facts, const Layout& s) {
+  return facts.unshifted && facts.scaled && s.g.weight_h == s.g.step && s.g.weight_w == s.g.step;
 }
 
 // The backward by parameter: per pixel its offset and slope (zero-padded rows, so that every
 // parameter's reach is read in place), then each parameter's gradient from its reach alone. A
 // parameter's sum runs in a fixed order on one thread: any thread count gives the same bits.
-void backward_by_parameter(const float* grad, const float* mask, const float* full, const float* stats,
-                           const Layout& s, const Prepared<float>& p, float coldness, float* grad_in) {
+void backward_by_parameter(const float* grad, const float* mask, const float* weight, const float* full,
+                           const float* stats, const Layout& s, float coldness, float* grad_in) {
   const SmoothMaskGeometry& g = s.g;
   const int64_t step = g.step, window = g.window, taps = window * window;
   const int64_t reach = window * step;
   const int64_t stride = (reach + cpu::kReachChunk - 1) / cpu::kReachChunk * cpu::kReachChunk;
   const int64_t rows = window * step;  // row r = i * step + py: window row i, pixel row py of its cell
-  // pw[r][q]: the scaled weight of reach pixel q of row r. Pixel q lies in the reach's cell q / step,
-  // whose window holds the parameter at column j = window - 1 - q / step; its phase is q % step.
+  // pw[r][q]: the scaled weight of reach pixel q of row r (coldness * weight, as tiled_weights
+  // scales them for the forward). Pixel q lies in the reach's cell q / step, whose window holds the
+  // parameter at column j = window - 1 - q / step; its phase is q % step.
   std::vector<float> by_row(static_cast<size_t>(rows * stride), 0.0f);
   for (int64_t i = 0; i < window; ++i) {
     for (int64_t py = 0; py < step; ++py) {
       float* dst = by_row.data() + (i * step + py) * stride;
       for (int64_t q = 0; q < reach; ++q) {
         const int64_t t = i * window + (window - 1 - q / step);
-        dst[q] = p.tiled[(py * taps + t) * s.width_pad + q % step];
+        dst[q] = coldness * weight[(t * step + py) * step + q % step];
       }
     }
   }
@@ -269,42 +279,42 @@ void backward_by_parameter(const float* grad, const float* mask, const float* fu
     class_rows.push_back(static_cast<int32_t>(order.size()));
   }
   // Pixel factors, rows of width `left + out_w + stride`: a reach starts at most `left` pixels left
-  // of the mask and ends at most `stride` past it.
+  // of the mask and ends at most `stride` past it; the margins are zeros. Written, margins and all,
+  // by the threads (a fresh buffer's pages are first touched there).
   const int64_t left = (window - 1) * step, width = left + g.out_w + stride, plane = g.out_h * g.out_w;
-  std::vector<float> offsets(static_cast<size_t>(g.masks * g.out_h * width), 0.0f);
-  std::vector<float> slopes(offsets.size(), 0.0f);
-  at::parallel_for(0, g.masks * g.out_h, 16, [&](int64_t begin, int64_t end) {
+  const int64_t factor_rows = g.masks * g.out_h;
+  std::unique_ptr<float[]> offsets(new float[static_cast<size_t>(factor_rows * width)]);
+  std::unique_ptr<float[]> slopes(new float[static_cast<size_t>(factor_rows * width)]);
+  at::parallel_for(0, factor_rows, 16, [&](int64_t begin, int64_t end) {
     for (int64_t row = begin; row < end; ++row) {
       const int64_t k = row / g.out_h, y = row % g.out_h, at = k * plane + y * g.out_w;
+      for (float* f : {offsets.get() + row * width, slopes.get() + row * width}) {
+        std::fill(f, f + left, 0.0f);
+        std::fill(f + left + g.out_w, f + width, 0.0f);
+      }
       cpu::smooth_mask_pixel_factors(g.out_w, grad + at, full + at, stats + (2 * k + 1) * plane + y * g.out_w,
-                                     coldness, offsets.data() + row * width + left, slopes.data() + row * width + left);
+                                     coldness, offsets.get() + row * width + left, slopes.get() + row * width + left);
     }
   });
   at::parallel_for(0, g.masks * g.in_h, 1, [&](int64_t begin, int64_t end) {
     std::vector<float> scratch(static_cast<size_t>(2 * classes * stride));
+    // The reach rows' pixel factors at the mask's column 0, class by class (null: outside the mask).
     std::vector<const float*> offset_rows(static_cast<size_t>(rows)), slope_rows(static_cast<size_t>(rows));
-    std::vector<const float*> offset_base(static_cast<size_t>(rows)), slope_base(static_cast<size_t>(rows));
     for (int64_t index = begin; index < end; ++index) {
       const int64_t k = index / g.in_h, a = index % g.in_h;
-      for (int64_t i = 0; i < window; ++i) {
+      for (int64_t n = 0; n < rows; ++n) {
+        const int64_t i = order[n] / step, py = order[n] % step;
         const int64_t cell = a + g.padding - i;  // the cell row whose window row i holds parameter row a
-        for (int64_t py = 0; py < step; ++py) {
-          const int64_t r = i * step + py, y = cell * step + py;
-          const bool inside = cell >= 0 && cell < g.mid_h && y < g.out_h;
-          offset_base[r] = inside ? offsets.data() + (k * g.out_h + y) * width + left : nullptr;
-          slope_base[r] = inside ? slopes.data() + (k * g.out_h + y) * width + left : nullptr;
-        }
+        const int64_t y = cell * step + py;
+        const bool inside = cell >= 0 && cell < g.mid_h && y < g.out_h;
+        offset_rows[n] = inside ? offsets.get() + (k * g.out_h + y) * width + left : nullptr;
+        slope_rows[n] = inside ? slopes.get() + (k * g.out_h + y) * width + left : nullptr;
       }
       for (int64_t b = 0; b < g.in_w; ++b) {
         const int64_t x0 = (b + g.padding - window + 1) * step;  // the reach's first pixel (>= -left)
-        for (int64_t n = 0; n < rows; ++n) {
-          const int32_t r = order[n];
-          offset_rows[n] = offset_base[r] != nullptr ? offset_base[r] + x0 : nullptr;
-          slope_rows[n] = slope_base[r] != nullptr ? slope_base[r] + x0 : nullptr;
-        }
         grad_in[index * g.in_w + b] =
             cpu::smooth_mask_parameter_gradient(reach, classes, class_rows.data(), pw.data(), offset_rows.data(),
-                                                slope_rows.data(), mask[index * g.in_w + b], scratch.data());
+                                                slope_rows.data(), x0, mask[index * g.in_w + b], scratch.data());
       }
     }
   });
@@ -314,13 +324,14 @@ template <typename T>
 void backward(const T* grad, const T* mask, const T* weight, const T* full, const T* stats, const Layout& s,
               MaskPooling pooling, T coldness, T* grad_in) {
   const SmoothMaskGeometry& g = s.g;
-  const Prepared<T> p(mask, weight, s, pooling, coldness);
+  const Facts<T> facts(mask, weight, s, pooling, coldness);
   if constexpr (std::is_same<T, float>::value) {
-    if (by_parameter(p, s)) {
-      backward_by_parameter(grad, mask, full, stats, s, p, coldness, grad_in);
+    if (by_parameter(facts, s)) {
+      backward_by_parameter(grad, mask, weight, full, stats, s, coldness, grad_in);
       return;
     }
   }
+  const Prepared<T> p(facts, mask, weight, s, coldness);
   const std::vector<T>& u = p.u;
   const std::vector<int32_t>& nz = p.nz;
   const std::vector<T>& tiled = p.tiled;

@@ -244,7 +244,8 @@ XAI_ALWAYS_INLINE void pixel_factors_impl(int64_t n, const float* g, const float
 
 XAI_ALWAYS_INLINE float parameter_gradient_impl(int64_t reach, int64_t classes, const int32_t* class_rows,
                                                 const float* pw, const float* const* offsets,
-                                                const float* const* slopes, float m, float* __restrict__ scratch) {
+                                                const float* const* slopes, int64_t x0, float m,
+                                                float* __restrict__ scratch) {
   typedef Lanes<float>::type V;
   typedef Lanes<float>::ints I;
   constexpr int64_t kChunk = kReachChunk;
@@ -275,14 +276,14 @@ XAI_ALWAYS_INLINE float parameter_gradient_impl(int64_t reach, int64_t classes, 
       int32_t r = class_rows[c];
       while (r < last && offsets[r] == nullptr) ++r;
       if (r == last) continue;
-      const float* o = offsets[r] + q;
-      const float* s = slopes[r] + q;
+      const float* o = offsets[r] + x0 + q;
+      const float* s = slopes[r] + x0 + q;
       V o0 = load<V>(o), o1 = load<V>(o + L), o2 = load<V>(o + 2 * L), o3 = load<V>(o + 3 * L);
       V s0 = load<V>(s), s1 = load<V>(s + L), s2 = load<V>(s + 2 * L), s3 = load<V>(s + 3 * L);
       for (++r; r < last; ++r) {
         if (offsets[r] == nullptr) continue;
-        o = offsets[r] + q;
-        s = slopes[r] + q;
+        o = offsets[r] + x0 + q;
+        s = slopes[r] + x0 + q;
         o0 += load<V>(o), o1 += load<V>(o + L), o2 += load<V>(o + 2 * L), o3 += load<V>(o + 3 * L);
         s0 += load<V>(s), s1 += load<V>(s + L), s2 += load<V>(s + 2 * L), s3 += load<V>(s + 3 * L);
       }
@@ -356,8 +357,9 @@ XAI_MULTIVERSION void smooth_mask_pixel_factors(int64_t n, const float* g, const
 
 XAI_MULTIVERSION float smooth_mask_parameter_gradient(int64_t reach, int64_t classes, const int32_t* class_rows,
                                                       const float* pw, const float* const* offsets,
-                                                      const float* const* slopes, float m, float* scratch) {
-  return parameter_gradient_impl(reach, classes, class_rows, pw, offsets, slopes, m, scratch);
+                                                      const float* const* slopes, int64_t x0, float m,
+                                                      float* scratch) {
+  return parameter_gradient_impl(reach, classes, class_rows, pw, offsets, slopes, x0, m, scratch);
 }
 
 }  // namespace cpu

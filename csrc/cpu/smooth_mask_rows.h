@@ -63,13 +63,13 @@ void smooth_mask_pixel_factors(int64_t n, const float* g, const float* out, cons
 
 // One parameter's gradient. pw: `classes` rows of round_up(reach, kReachChunk) scaled weights;
 // class c holds the reach rows class_rows[c] .. class_rows[c + 1] - 1 (in the order the caller
-// lists them), row r's pixels having their offsets and slopes at offsets[r] and slopes[r] (null:
-// the row is outside the mask; reads run round_up(reach, kReachChunk) values, the lanes past
-// reach are not summed). scratch: 2 * classes * round_up(reach, kReachChunk) values. The sum runs
-// in a fixed order.
+// lists them), row r's pixels having their offsets and slopes from offsets[r] + x0 and
+// slopes[r] + x0 on (null: the row is outside the mask; reads run round_up(reach, kReachChunk)
+// values, the lanes past reach are not summed). scratch: 2 * classes * round_up(reach,
+// kReachChunk) values. The sum runs in a fixed order.
 constexpr int64_t kReachChunk = 4 * kMaskLanes;
 float smooth_mask_parameter_gradient(int64_t reach, int64_t classes, const int32_t* class_rows, const float* pw,
-                                     const float* const* offsets, const float* const* slopes, float m,
+                                     const float* const* offsets, const float* const* slopes, int64_t x0, float m,
                                      float* scratch);
 
 }  // namespace cpu
