@@ -5,9 +5,12 @@
 // the reference never exists.
 // The parameters are first upsampled along x (one row of `step`-wide runs per padded parameter
 // row), so a window column is a contiguous load; the weights of each row phase are tiled along x.
-// Backward, per cell row: the gradient of every window value, d out / d v_k * w_k * g, summed
-// over the cell's pixels (the gradient of TorchRay's unfolded parameters), then folded back
-// onto the parameters. Every sum runs in a fixed order, so any thread count gives the same bits.
+// Backward by parameter (float softmax in the extremal loop's range, weights periodic by cell):
+// each parameter's gradient summed over the pixels it reaches, the reach rows with equal weights
+// sharing their exps (see smooth_mask_rows.h). Otherwise by cell row: the gradient of every window
+// value, d out / d v_k * w_k * g, summed over the cell's pixels (the gradient of TorchRay's
+// unfolded parameters), then folded back onto the parameters. Every sum runs in a fixed order, so
+// any thread count gives the same bits.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
@@ -147,7 +150,6 @@ std::vector<T> tiled_weights(const T* weight, const Layout& s, T scale) {
   return tiled;
 }
 
-// What the forward and the backward both build from the parameters and weights per call.
 // How a call's exps run, from one pass over the weights and parameters: whether the (tiled)
 // weights are scaled by the coldness (float softmax with a finite nonzero coldness and finite
 // coldness * weights) and whether the exps take c v unshifted (float softmax and

@@ -92,8 +92,8 @@ XAI_ALWAYS_INLINE bool zero_tap(const int32_t* const* nz, int64_t i, int64_t x) 
 // the parameters and weights once per call), so the exps take c v itself, unshifted: e^(c v) is in
 // [e^-40, e^40], and sums of 81 such terms (times |c v| <= 40) are far from a float's range. The
 // pass over the window that finds max(c v) is skipped, and row_max is 0. As accurate as the
-// shifted form: c v - max(c v) is exact for the dominant terms there, c v is not even computed
-// here, and the softmax's ratios do not depend on a common factor e^-max.
+// shifted form: there c v - max(c v) is exact for the dominant terms, here nothing is subtracted,
+// and the softmax's ratios do not depend on a common factor e^-max.
 template <typename T, bool kInRange, bool kScaled>
 XAI_ALWAYS_INLINE void forward_row_impl(int64_t width_pad, int64_t window, int64_t step, const T* const* u,
                                         const int32_t* const* nz, const T* w, T coldness,

@@ -24,6 +24,8 @@ constexpr int64_t kMaskLanes = 16;
 // kMaskLanes values. pooling: 0 softmax, 1 sum, 2 sigmoid (MaskPooling).
 // in_range (softmax, float only; ignored for double): every window value has 2 |c v| <= 80, so
 // the exps take c v unshifted and row_max[x] = 0; otherwise row_max[x] = max_k c v_k.
+// scaled (softmax, float only; ignored for double): w holds coldness * weight (finite), which
+// saves a multiplication per window value; out, row_max and row_sum mean the same either way.
 void smooth_mask_row(int64_t width_pad, int64_t window, int64_t step, const float* const* u,
                      const int32_t* const* nz, bool in_range, const float* w, bool scaled, float coldness,
                      int pooling, float* out, float* row_max, float* row_sum, float* scratch);
@@ -38,15 +40,14 @@ void smooth_mask_row(int64_t width_pad, int64_t window, int64_t step, const doub
 // as the forward was called (in_range: the exps are unshifted, row_max is not read).
 void smooth_mask_backward_rows(int64_t width_pad, int64_t window, int64_t step, const float* const* u,
                                const int32_t* const* nz, int64_t rows, const float* const* w, bool scaled,
-                               float coldness,
-                               int pooling, bool in_range, const float* const* g, const float* const* out,
-                               const float* const* row_max, const float* const* row_sum, float* acc, float* scratch);
+                               float coldness, int pooling, bool in_range, const float* const* g,
+                               const float* const* out, const float* const* row_max, const float* const* row_sum,
+                               float* acc, float* scratch);
 void smooth_mask_backward_rows(int64_t width_pad, int64_t window, int64_t step, const double* const* u,
                                const int32_t* const* nz, int64_t rows, const double* const* w, bool scaled,
-                               double coldness,
-                               int pooling, bool in_range, const double* const* g, const double* const* out,
-                               const double* const* row_max, const double* const* row_sum, double* acc,
-                               double* scratch);
+                               double coldness, int pooling, bool in_range, const double* const* g,
+                               const double* const* out, const double* const* row_max,
+                               const double* const* row_sum, double* acc, double* scratch);
 
 // The backward by parameter (float softmax with unshifted exps and weights scaled by c, weights
 // periodic by cell): a parameter m reaches the pixels whose window holds it, `rows` = window * step
