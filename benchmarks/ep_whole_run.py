@@ -30,6 +30,8 @@ def main():
     parser.add_argument("--iters", type=int, default=100, help="iterations per run (default: 100)")
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default: 2)")
     parser.add_argument("--repeats", type=int, default=3, help="runs per implementation and case (default: 3)")
+    parser.add_argument("--cases", choices=["one", "four", "both"], default="both",
+                        help="one area, four areas or both (default: both)")
     args = parser.parse_args()
     if args.iters < 1:
         parser.error("--iters must be >= 1")
@@ -43,7 +45,8 @@ def main():
     runs = {"xaifast": xaifast_ep.extremal_perturbation, "torchray": bench.torchray_ep.extremal_perturbation}
     for run in runs.values():  # warm-up: first-call costs stay out of the timings
         run(model, image, bench.TARGET, areas=[0.1], max_iter=3)
-    for areas in ([0.1], [0.05, 0.1, 0.2, 0.3]):
+    cases = {"one": [[0.1]], "four": [[0.05, 0.1, 0.2, 0.3]]}
+    for areas in cases.get(args.cases, cases["one"] + cases["four"]):
         per_iter = {name: [] for name in runs}
         for _ in range(args.repeats):
             for name, run in runs.items():
