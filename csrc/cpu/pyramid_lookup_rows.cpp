@@ -67,31 +67,17 @@ XAI_ALWAYS_INLINE void level_range(const Split<T>& split, int64_t& first, int64_
   last = static_cast<int64_t>(hi[0] > hi[1] ? hi[0] : hi[1]);
 }
 
-// The rows of levels lo and hi of one channel, by selects over the levels first..last.
-template <typename T>
-XAI_ALWAYS_INLINE void select_range(const Split<T>& split, int64_t first, int64_t last, const T* row,
-                                    int64_t level_stride, typename Lanes<T>::type& below,
-                                    typename Lanes<T>::type& above) {
-  typedef typename Lanes<T>::type V;
-  below = load<V>(row + first * level_stride);
-  above = below;
-  V index = V{} + static_cast<T>(first);
-  for (int64_t l = first + 1; l <= last; ++l) {
-    const V value = load<V>(row + l * level_stride);
-    index += 1;
-    below = split.lo == index ? value : below;
-    above = split.hi == index ? value : above;
-  }
-}
-
-// select_range for kGroup channels at once (rows[g]: channel g's row at level 0): the lanes'
-// compares with each level are made once for the group. Three channels (images) take 3 loads, 2
-// compares and 6 selects per level instead of 3 loads, 6 compares and 6 selects.
+// The rows of levels lo and hi of channels c .. c + kGroup - 1 (`at`: channel 0's row at level 0),
+// by selects over the levels first..last. The lanes' compares with each level are made once for
+// the group: three channels (images) take 3 loads, 2 compares and 6 selects per level instead of
+// 3 loads, 6 compares and 6 selects.
 template <typename T, int kGroup>
-XAI_ALWAYS_INLINE void select_range_group(const Split<T>& split, int64_t first, int64_t last,
-                                          const T* const* rows, int64_t level_stride,
-                                          typename Lanes<T>::type* below, typename Lanes<T>::type* above) {
+XAI_ALWAYS_INLINE void select_range(const Split<T>& split, int64_t first, int64_t last, const T* at, int64_t c,
+                                    int64_t channel_stride, int64_t level_stride, typename Lanes<T>::type* below,
+                                    typename Lanes<T>::type* above) {
   typedef typename Lanes<T>::type V;
+  const T* rows[kGroup];
+  for (int g = 0; g < kGroup; ++g) rows[g] = at + (c + g) * channel_stride;
   for (int g = 0; g < kGroup; ++g) below[g] = above[g] = load<V>(rows[g] + first * level_stride);
   V index = V{} + static_cast<T>(first);
   for (int64_t l = first + 1; l <= last; ++l) {
@@ -117,15 +103,13 @@ XAI_ALWAYS_INLINE void lookup_row_impl(int64_t width, int64_t levels, int64_t ch
     const V keep = 1 - split.frac;
     int64_t c = 0;
     for (; c + 3 <= channels; c += 3) {
-      const T* rows[3] = {base + c * channel_stride + x0, base + (c + 1) * channel_stride + x0,
-                          base + (c + 2) * channel_stride + x0};
       V below[3], above[3];
-      select_range_group<T, 3>(split, first, last, rows, level_stride, below, above);
+      select_range<T, 3>(split, first, last, base + x0, c, channel_stride, level_stride, below, above);
       for (int g = 0; g < 3; ++g) store(out + (c + g) * out_stride + x0, keep * below[g] + split.frac * above[g]);
     }
     for (; c < channels; ++c) {
       V below, above;
-      select_range(split, first, last, base + c * channel_stride + x0, level_stride, below, above);
+      select_range<T, 1>(split, first, last, base + x0, c, channel_stride, level_stride, &below, &above);
       store(out + c * out_stride + x0, keep * below + split.frac * above);
     }
   }
@@ -154,11 +138,9 @@ XAI_ALWAYS_INLINE void lookup_backward_row_impl(int64_t width, int64_t levels, i
     V above_sum = V{}, below_sum = V{};
     int64_t c = 0;
     for (; c + 3 <= channels; c += 3) {
-      const T* rows[3] = {base + c * channel_stride + x0, base + (c + 1) * channel_stride + x0,
-                          base + (c + 2) * channel_stride + x0};
       V below[3], above[3];
-      select_range_group<T, 3>(split, first, last, rows, level_stride, below, above);
-      for (int g = 0; g < 3; ++g) {  // in channel order, as below
+      select_range<T, 3>(split, first, last, base + x0, c, channel_stride, level_stride, below, above);
+      for (int g = 0; g < 3; ++g) {  // in channel order
         const V gv = load<V>(grad + (c + g) * grad_stride + x0);
         above_sum += gv * above[g];
         below_sum += gv * below[g];
@@ -166,7 +148,7 @@ XAI_ALWAYS_INLINE void lookup_backward_row_impl(int64_t width, int64_t levels, i
     }
     for (; c < channels; ++c) {
       V below, above;
-      select_range(split, first, last, base + c * channel_stride + x0, level_stride, below, above);
+      select_range<T, 1>(split, first, last, base + x0, c, channel_stride, level_stride, &below, &above);
       const V g = load<V>(grad + c * grad_stride + x0);
       above_sum += g * above;
       below_sum += g * below;
