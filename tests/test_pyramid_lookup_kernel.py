@@ -83,9 +83,10 @@ def _smooth_masks(masks, size, dtype, seed):
 @pytest.mark.parametrize("channels", [3, 4])
 def test_kernel_same_bits_as_reference(dtype, levels, width, kind, channels):
     """The row loops (selects up to 16 levels, three channels at a time and then one by one,
-    gathers above; 16-pixel vectors plus a scalar tail) give the reference's bits: noise spans every level, smooth masks a few, edges hit level
-    boundaries, both ends, values outside [0, 1], -0, large values and a NaN (values past the
-    int64 range are checked on their own: the reference's ``long()`` wraps them)."""
+    gathers above; 16-pixel vectors plus a scalar tail) give the reference's bits: noise spans
+    every level, smooth masks a few, edges hit level boundaries, both ends, values outside [0, 1],
+    -0, large values and a NaN (values past the int64 range are checked on their own: the
+    reference's ``long()`` wraps them)."""
     size = (6, width)
     generator = torch.Generator().manual_seed(levels * 100 + width)
     pyramid = torch.rand(levels, channels, *size, generator=generator, dtype=dtype)

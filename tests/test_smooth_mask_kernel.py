@@ -159,7 +159,7 @@ def test_opcheck_and_compile(pooling):
 @pytest.mark.parametrize("scale", [1.0, 3.0], ids=["in-range", "out-of-range"])
 def test_float_softmax_backward_paths(scale):
     """float32 softmax: parameters with 2 |c v| <= 80 take the unshifted exps and the backward by
-    parameter; larger ones (here up to 3) the shifted exps and the backward by cell row."""
+    parameter; larger ones (here in [-1.5, 4.5]) the shifted exps and the backward by cell row."""
     geometry = mask_geometry((40, 36), 4, 7)
     params = (_params(geometry, 2, torch.float64, "cpu", seed=3) * 2 - 0.5) * scale
     a = params.float().requires_grad_()
@@ -171,6 +171,23 @@ def test_float_softmax_backward_paths(scale):
     full.backward(grad.float())
     expected.backward(grad)
     torch.testing.assert_close(a.grad.double(), b.grad, rtol=1e-4, atol=1e-5 * b.grad.abs().max().item())
+
+
+@requires_ext
+def test_backward_keeps_a_non_finite_gradient_to_its_pixels_parameters():
+    """An infinite incoming gradient at one pixel reaches the parameters whose windows hold that
+    pixel, and no other (the backward by parameter reads whole vectors past each reach)."""
+    geometry = mask_geometry((40, 36), 4, 7)
+    params = _params(geometry, 1, torch.float32, "cpu", seed=5)
+    grad = torch.zeros(1, 1, *geometry.shape_out)
+    grad[0, 0, 21, 17] = float("inf")
+    finite = []
+    for dtype in (torch.float32, torch.float64):
+        p = params.to(dtype, copy=True).requires_grad_()
+        _kernel(p, geometry, "softmax")[0].backward(grad.to(dtype))
+        finite.append(torch.isfinite(p.grad))
+    assert not finite[1].all() and finite[1].any()
+    assert torch.equal(finite[0], finite[1])
 
 
 @requires_ext

@@ -63,10 +63,9 @@ void digit_histogram(const U* keys, int64_t n, int shift, int64_t* total) {
   for (int b = 0; b < kBins; ++b) total[b] = counts[0][b] + counts[1][b] + counts[2][b] + counts[3][b];
 }
 
-// The row's step from its keys and the threshold key: ones above it (mark_above), and of the keys
-// equal to it the last `ones - above` in index order (mark_last_ties below). Multiversioned: the
-// compare-and-count loop vectorises.
-// The ones above the threshold: their count.
+// The row's step from its keys and the threshold key: ones above it (mark_above, which returns how
+// many), and of the keys equal to it the last `ones - above` in index order (mark_last_ties
+// below). Multiversioned: the compare-and-count loop vectorises.
 template <typename T>
 XAI_ALWAYS_INLINE int64_t mark_above_impl(const KeyOf<T>* keys, int64_t n, KeyOf<T> threshold, T* out) {
   int64_t above = 0;

@@ -249,6 +249,7 @@ XAI_ALWAYS_INLINE float parameter_gradient_impl(int64_t reach, int64_t classes, 
   typedef Lanes<float>::type V;
   typedef Lanes<float>::ints I;
   constexpr int64_t kChunk = kReachChunk;
+  static_assert(kChunk == 4 * L, "a chunk is four vectors");
   const int64_t stride = (reach + kChunk - 1) / kChunk * kChunk;
   I lane;
   for (int64_t l = 0; l < L; ++l) lane[l] = static_cast<int32_t>(l);
@@ -268,9 +269,13 @@ XAI_ALWAYS_INLINE float parameter_gradient_impl(int64_t reach, int64_t classes, 
   }
   // Per chunk of 4 vectors and class: the class's rows are added up first (they share a and b),
   // then multiplied into eight accumulators (offsets' and slopes' terms of each vector), which are
-  // added up last, all in a fixed order.
+  // added up last, all in a fixed order. Lanes past reach read other pixels' factors: they are
+  // dropped before the products (a zero a or b would turn an infinite factor into a NaN).
   V acc0 = V{}, acc1 = V{}, acc2 = V{}, acc3 = V{}, acc4 = V{}, acc5 = V{}, acc6 = V{}, acc7 = V{};
   for (int64_t q = 0; q < stride; q += kChunk) {
+    const int32_t left = static_cast<int32_t>(reach - q), width = static_cast<int32_t>(L);  // lanes in reach
+    const auto in0 = lane < left, in1 = lane < left - width, in2 = lane < left - 2 * width;
+    const auto in3 = lane < left - 3 * width;
     for (int64_t c = 0; c < classes; ++c) {
       const int32_t last = class_rows[c + 1];
       int32_t r = class_rows[c];
@@ -287,6 +292,8 @@ XAI_ALWAYS_INLINE float parameter_gradient_impl(int64_t reach, int64_t classes, 
         o0 += load<V>(o), o1 += load<V>(o + L), o2 += load<V>(o + 2 * L), o3 += load<V>(o + 3 * L);
         s0 += load<V>(s), s1 += load<V>(s + L), s2 += load<V>(s + 2 * L), s3 += load<V>(s + 3 * L);
       }
+      o0 = in0 ? o0 : V{}, o1 = in1 ? o1 : V{}, o2 = in2 ? o2 : V{}, o3 = in3 ? o3 : V{};
+      s0 = in0 ? s0 : V{}, s1 = in1 ? s1 : V{}, s2 = in2 ? s2 : V{}, s3 = in3 ? s3 : V{};
       const float* a = a_rows + c * stride + q;
       const float* b = b_rows + c * stride + q;
       acc0 += load<V>(a) * o0, acc1 += load<V>(a + L) * o1, acc2 += load<V>(a + 2 * L) * o2;
