@@ -93,7 +93,8 @@ XAI_MULTIVERSION void make_keys(const double* x, int64_t n, uint64_t* keys) { ma
 
 // The keys of pool[0, size) whose digit (key >> shift) & 0xff is `bin`, in order, to dst (which
 // may be pool itself: each key is read before anything is written over it); returns their count.
-// dst must hold size + 16 values (the AVX-512 path stores whole vectors).
+// The AVX-512 path stores whole vectors, at dst + kept <= dst + i for keys i .. i + 15 of pool:
+// they stay within dst[0, size) and over keys already read.
 template <typename U>
 int64_t keep_bin(const U* pool, int64_t size, int shift, U bin, U* dst) {
   int64_t kept = 0;
@@ -187,7 +188,7 @@ void area_targets_row(const T* x, int64_t n, int64_t zeros, T* out, std::vector<
     return;
   }
   keys.resize(n);
-  candidates.resize(n + 16);
+  candidates.resize(n);
   make_keys(x, n, keys.data());
   // Radix selection of the key of rank `zeros` (0-based), the most significant digit first;
   // after each pass only the keys in the chosen bin go on (copied, without branches).

@@ -151,9 +151,9 @@ std::vector<T> tiled_weights(const T* weight, const Layout& s, T scale) {
 }
 
 // How a call's exps run, from one pass over the weights and parameters: whether the (tiled)
-// weights are scaled by the coldness (float softmax with a finite nonzero coldness and finite
-// coldness * weights) and whether the exps take c v unshifted (float softmax and
-// softmax_exp_in_range).
+// weights are scaled by the coldness (float softmax, 1e-6 <= |coldness| <= 1e6 and finite weights:
+// the scaled weights and the per-pixel 1 / (sum c) then stay far from over- and underflow) and
+// whether the exps take c v unshifted (float softmax and softmax_exp_in_range).
 template <typename T>
 struct Facts {
   WeightFacts<T> weights;
@@ -161,9 +161,8 @@ struct Facts {
   Facts(const T* mask, const T* weight, const Layout& s, MaskPooling pooling, T coldness)
       : weights(weight, s),
         scaled(std::is_same<T, float>::value && pooling == MaskPooling::Softmax && weights.finite &&
-               coldness != T(0) && std::abs(coldness) <= std::numeric_limits<T>::max() &&
-               static_cast<double>(weights.max_abs) * std::abs(static_cast<double>(coldness)) <=
-                   static_cast<double>(std::numeric_limits<T>::max())),
+               std::abs(coldness) >= T(1e-6) && std::abs(coldness) <= T(1e6) &&
+               static_cast<double>(weights.max_abs) * std::abs(static_cast<double>(coldness)) <= 1e30),
         unshifted(std::is_same<T, float>::value && pooling == MaskPooling::Softmax &&
                   softmax_exp_in_range(mask, weights, s, coldness)) {}
 };
@@ -241,7 +240,7 @@ bool by_parameter(const Facts<float>& facts, const Layout& s) {
 void backward_by_parameter(const float* grad, const float* mask, const float* weight, const float* full,
                            const float* stats, const Layout& s, float coldness, float* grad_in) {
   const SmoothMaskGeometry& g = s.g;
-  const int64_t step = g.step, window = g.window, taps = window * window;
+  const int64_t step = g.step, window = g.window;
   const int64_t reach = window * step;
   const int64_t stride = (reach + cpu::kReachChunk - 1) / cpu::kReachChunk * cpu::kReachChunk;
   const int64_t rows = window * step;  // row r = i * step + py: window row i, pixel row py of its cell

@@ -28,10 +28,11 @@ struct Lanes : VectorLanes<T, kMaskLanes> {};
 // to nearest by the 1.5 * 2^23 trick, ln 2 / 16 split in two for an exact product), so
 // e^x = 2^(n >> 4) 2^((n & 15) / 16) e^r: 2^((n & 15) / 16) from a 16-entry table (one permute of
 // a register), e^r - 1 from a degree-3 polynomial (its truncation error, r^4 / 24 < 1e-8, is far
-// below a float's rounding), and 2^(n >> 4) added to the table value's exponent bits. 1.07 ulp at
-// most over [-87, 0.3], with FMA or without; it replaced a degree-6 polynomial over |r| <= ln 2 / 2
-// (0.90 ulp with FMA, 1.17 without), which took 3 more multiply-adds per exp: the window exps are
-// the op's whole cost.
+// below a float's rounding), and 2^(n >> 4) added to the table value's exponent bits. At most 1.06
+// ulp with FMA, 1.08 without, over [-85, 40] (the unshifted softmax's arguments lie in [-40, 40]);
+// up to 1.27 ulp without FMA just above -87, where the scale is near the smallest normal. It
+// replaced a degree-6 polynomial over |r| <= ln 2 / 2 (0.90 ulp with FMA, 1.17 without), which took
+// 3 more multiply-adds per exp: the window exps are the op's whole cost.
 // Arguments below -87.3 give ~1e-38 instead of 0.
 // kBounded = false drops the upper clamp, for the softmax windows' arguments c v - max(c v), which
 // are at most a rounding error above 0.
@@ -182,12 +183,12 @@ XAI_ALWAYS_INLINE void backward_rows_impl(int64_t width_pad, int64_t window, int
         // softmax_pool_grad_terms. The 1 / sum is folded into offset and slope once per pixel.
         // kScaled: the taps' w u are c w_k m_k, so e_k (offset + slope v_k) w_k is
         // e_k (offset / c + slope / c^2 (c v_k)) (c w_k): the 1 / c folds into inv_sum.
-        const V top = load<V>(row_max[y] + x0);
+        const V top = kInRange ? V{} : load<V>(row_max[y] + x0);  // in range: unshifted, row_max unread
         const V inv_sum = kScaled ? T(1) / (load<V>(row_sum[y] + x0) * coldness) : T(1) / load<V>(row_sum[y] + x0);
         const V offset = gv * (T(1) - coldness * ov) * inv_sum;
         store(offsets + y * L, offset);
         store(slopes + y * L, kScaled ? gv * inv_sum : gv * coldness * inv_sum);
-        store(tops + y * L, top);
+        if (!kInRange) store(tops + y * L, top);
         // A zero tap (v = 0): e = exp(-top) and offset + slope v = offset, for every such tap.
         store(zero_terms + y * L,
               nz != nullptr ? fast_exp<false>((kScaled ? V{} : coldness * V{}) - top) * offset : V{});
@@ -254,7 +255,7 @@ XAI_ALWAYS_INLINE float parameter_gradient_impl(int64_t reach, int64_t classes, 
   I lane;
   for (int64_t l = 0; l < L; ++l) lane[l] = static_cast<int32_t>(l);
   // Per class: a = e (c w) and b = e (c w) (c v), so that a pixel's term e (offset + slope c v) (c w)
-  // is a offset + b slope; zero past reach.
+  // is a offset + b slope (zero past reach, where pw is zero).
   float* const a_rows = scratch;
   float* const b_rows = scratch + classes * stride;
   for (int64_t c = 0; c < classes; ++c) {
@@ -262,7 +263,7 @@ XAI_ALWAYS_INLINE float parameter_gradient_impl(int64_t reach, int64_t classes, 
       const V w = load<V>(pw + c * stride + q);
       const V cv = w * m;
       const V e = m == 0.0f ? V{} + 1.0f : fast_exp<false, false>(cv);  // exp(+-0) is 1 there too
-      const V ew = lane < static_cast<int32_t>(reach - q) ? e * w : V{};
+      const V ew = e * w;
       store(a_rows + c * stride + q, ew);
       store(b_rows + c * stride + q, ew * cv);
     }

@@ -24,7 +24,7 @@ constexpr int64_t kMaskLanes = 16;
 // kMaskLanes values. pooling: 0 softmax, 1 sum, 2 sigmoid (MaskPooling).
 // in_range (softmax, float only; ignored for double): every window value has 2 |c v| <= 80, so
 // the exps take c v unshifted and row_max[x] = 0; otherwise row_max[x] = max_k c v_k.
-// scaled (softmax, float only; ignored for double): w holds coldness * weight (finite), which
+// scaled (softmax, float only; ignored for double): w holds coldness * weight, which
 // saves a multiplication per window value; out, row_max and row_sum mean the same either way.
 void smooth_mask_row(int64_t width_pad, int64_t window, int64_t step, const float* const* u,
                      const int32_t* const* nz, bool in_range, const float* w, bool scaled, float coldness,
