@@ -241,9 +241,10 @@ void backward_by_parameter(const float* grad, const float* mask, const float* we
                            const float* stats, const Layout& s, float coldness, float* grad_in) {
   const SmoothMaskGeometry& g = s.g;
   const int64_t step = g.step, window = g.window;
-  const int64_t reach = window * step;
+  // The reach is square: `rows` rows (row r = i * step + py: window row i, pixel row py of its cell)
+  // of `reach` pixels.
+  const int64_t reach = window * step, rows = reach;
   const int64_t stride = (reach + cpu::kReachChunk - 1) / cpu::kReachChunk * cpu::kReachChunk;
-  const int64_t rows = window * step;  // row r = i * step + py: window row i, pixel row py of its cell
   // pw[r][q]: the scaled weight of reach pixel q of row r (coldness * weight, as tiled_weights
   // scales them for the forward). Pixel q lies in the reach's cell q / step, whose window holds the
   // parameter at column j = window - 1 - q / step; its phase is q % step.

@@ -86,6 +86,17 @@ XAI_ALWAYS_INLINE bool zero_tap(const int32_t* const* nz, int64_t i, int64_t x) 
   return nz != nullptr && nz[i][x + L] == nz[i][x];
 }
 
+// A softmax pixel's backward factors (X: one value or a vector): g d out / d v_k = p_k (offset +
+// slope v_k) with p_k = e_k / sum (see softmax_pool_grad_terms), the 1 / sum folded into offset
+// and slope once per pixel. kScaled: the taps' w u are c w_k m_k, so e_k (offset + slope v_k) w_k
+// is e_k (offset / c + slope / c^2 (c v_k)) (c w_k): the 1 / c folds into inv_sum too.
+template <typename T, bool kScaled, typename X>
+XAI_ALWAYS_INLINE void softmax_pixel_factors(X g, X out, X sum, T coldness, X& offset, X& slope) {
+  const X inv_sum = kScaled ? T(1) / (sum * coldness) : T(1) / sum;
+  offset = g * (T(1) - coldness * out) * inv_sum;
+  slope = kScaled ? g * inv_sum : g * coldness * inv_sum;
+}
+
 // kScaled (softmax): w holds coldness * weight, so a tap's c v = w u takes one multiplication and
 // the pixel's sum_k v_k e_k is (sum_k c v_k e_k) / c; rounded once more per pixel than with plain
 // weights, as close to float64 (the tests measure it).
@@ -179,15 +190,11 @@ XAI_ALWAYS_INLINE void backward_rows_impl(int64_t width_pad, int64_t window, int
     for (int64_t y = 0; y < rows; ++y) {
       const V gv = load<V>(g[y] + x0), ov = load<V>(out[y] + x0);
       if (softmax) {
-        // g d out / d v_k = p_k (offset + slope v_k) with p_k = e_k / sum: see
-        // softmax_pool_grad_terms. The 1 / sum is folded into offset and slope once per pixel.
-        // kScaled: the taps' w u are c w_k m_k, so e_k (offset + slope v_k) w_k is
-        // e_k (offset / c + slope / c^2 (c v_k)) (c w_k): the 1 / c folds into inv_sum.
         const V top = kInRange ? V{} : load<V>(row_max[y] + x0);  // in range: unshifted, row_max unread
-        const V inv_sum = kScaled ? T(1) / (load<V>(row_sum[y] + x0) * coldness) : T(1) / load<V>(row_sum[y] + x0);
-        const V offset = gv * (T(1) - coldness * ov) * inv_sum;
+        V offset, slope;
+        softmax_pixel_factors<T, kScaled>(gv, ov, load<V>(row_sum[y] + x0), coldness, offset, slope);
         store(offsets + y * L, offset);
-        store(slopes + y * L, kScaled ? gv * inv_sum : gv * coldness * inv_sum);
+        store(slopes + y * L, slope);
         if (!kInRange) store(tops + y * L, top);
         // A zero tap (v = 0): e = exp(-top) and offset + slope v = offset, for every such tap.
         store(zero_terms + y * L,
@@ -224,22 +231,20 @@ XAI_ALWAYS_INLINE void backward_rows_impl(int64_t width_pad, int64_t window, int
   }
 }
 
-// The pixel factors of the backward by parameter: with the weights scaled by c and unshifted
-// exps, g d out / d v_k w_k = e_k (offset + slope c v_k) (c w_k), offset = g (1 - c out) / (c sum)
-// and slope = g / (c sum): the arithmetic of backward_rows_impl<float, true, true>.
+// The pixel factors of the backward by parameter (weights scaled by c, unshifted exps):
+// softmax_pixel_factors, as backward_rows_impl<float, true, true> computes them.
 XAI_ALWAYS_INLINE void pixel_factors_impl(int64_t n, const float* g, const float* out, const float* sum,
                                           float coldness, float* __restrict__ offset, float* __restrict__ slope) {
   typedef Lanes<float>::type V;
   int64_t x = 0;
   for (; x + L <= n; x += L) {
-    const V gv = load<V>(g + x), inv_sum = 1.0f / (load<V>(sum + x) * coldness);
-    store(offset + x, gv * (1.0f - coldness * load<V>(out + x)) * inv_sum);
-    store(slope + x, gv * inv_sum);
+    V o, s;
+    softmax_pixel_factors<float, true>(load<V>(g + x), load<V>(out + x), load<V>(sum + x), coldness, o, s);
+    store(offset + x, o);
+    store(slope + x, s);
   }
   for (; x < n; ++x) {  // the same expressions on one value (fused the same way in the FMA clones)
-    const float inv_sum = 1.0f / (sum[x] * coldness);
-    offset[x] = g[x] * (1.0f - coldness * out[x]) * inv_sum;
-    slope[x] = g[x] * inv_sum;
+    softmax_pixel_factors<float, true>(g[x], out[x], sum[x], coldness, offset[x], slope[x]);
   }
 }
 

@@ -161,7 +161,7 @@ def smooth_mask(mask_in, shape, step, sigma, clamp=True, pooling_method="softmax
 def _smooth_mask_kernel_runs(device, dtype, geometry):
     """Whether :func:`smooth_mask` runs the compiled op (else the banded reference): a kernel for
     ``device``, float32/float64, and a geometry where a pixel's cell is ``y // step``."""
-    return (HAS_EXT and has_kernel(device) and geometry.regular and dtype in (torch.float32, torch.float64))
+    return HAS_EXT and has_kernel(device) and geometry.regular and dtype in (torch.float32, torch.float64)
 
 
 def check_areas(areas, name="area"):
@@ -185,9 +185,9 @@ def area_loss(mask, area):
 
     ``reference`` is ``int(n (1 - area))`` zeros followed by ones; only the ``k``-th smallest
     value matters, found by selection (O(n)): on the CPU by the compiled ``area_targets`` op
-    (radix selection, 8 bits per pass over the values still in the running), elsewhere by ``kthvalue``. Same value and
-    gradient as the sort-based form; values tied at the threshold are split between 0 and 1 as
-    a stable sort orders them.
+    (radix selection, 8 bits per pass over the values still in the running), elsewhere by
+    ``kthvalue``. Same value and gradient as the sort-based form; values tied at the threshold are
+    split between 0 and 1 as a stable sort orders them.
 
     Args:
         mask (Tensor): ``(K, ...)`` masks (each row flattened).
